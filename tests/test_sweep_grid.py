@@ -115,7 +115,7 @@ def test_base_config_file_and_overrides(tmp_path):
 def test_hash_ignores_spelling_order_and_non_result_fields():
     a = resolve({"sparsity": 0.9, "epochs": 2})
     b = resolve({"epochs": 2.0, "density": 0.1, "device": "cpu", "out": "elsewhere", "progress": False,
-                 "data_dir": "/data", "download": False})
+                 "data_dir": "/data", "download": False, "checkpoint_budget": 1.0})
     assert config_hash(a) == config_hash(b)
     assert len(config_hash(a)) == 12 and all(c in "0123456789abcdef" for c in config_hash(a))
     assert config_hash(a) != config_hash(resolve({"sparsity": 0.9, "epochs": 2, "seed": 1}))
@@ -232,3 +232,29 @@ def test_set_overrides_are_parsed_as_yaml_scalars():
     assert parse_overrides(["epochs=5", "data-dir=/x", "lr=0.001"]) == {"epochs": 5, "data_dir": "/x", "lr": 0.001}
     with pytest.raises(DstclError, match="FIELD=VALUE"):
         parse_overrides(["epochs"])
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
+EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
+                 "adaptive-growth": 54, "smoke-digits": 16}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_grids_are_valid(path):
+    specs = plan_runs(load_grid(path))
+    reduced = path.parent.name == "reduced"
+    expected = {"adaptive-growth": 18}.get(path.stem, 24) if reduced else EXPECTED_RUNS[path.stem]
+    assert len(specs) == expected
+    if reduced:  # same experiment as the full grid: data set, tasks and the varied components
+        full = plan_runs(load_grid(path.parent.parent / path.name))
+        assert {(s.config.dataset, s.config.tasks) for s in specs} == {(s.config.dataset, s.config.tasks) for s in full}
+        assert {(s.config.init, s.config.growth, s.config.sparsity) for s in specs} == \
+               {(s.config.init, s.config.growth, s.config.sparsity) for s in full}
+
+
+def test_adaptive_grid_shares_its_fixed_growth_runs_with_the_main_grid():
+    root = Path(__file__).resolve().parents[1] / "grids"
+    main_ids = {s.id for s in plan_runs(load_grid(root / "cifar100-10.yaml"))}
+    adaptive = plan_runs(load_grid(root / "adaptive-growth.yaml"))
+    fixed = [s for s in adaptive if "@" not in s.config.growth]
+    assert fixed and all(s.id in main_ids for s in fixed)

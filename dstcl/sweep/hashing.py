@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 from ..config import RunConfig
 
-# Where and how a run executes, not what it computes.
-NON_RESULT_FIELDS = frozenset({"out", "progress", "device", "data_dir", "download"})
+# Where and how a run executes, not what it computes. A new RunConfig field that cannot change
+# results (a path, a logging or checkpointing knob) belongs here, or it splits finished sweeps.
+NON_RESULT_FIELDS = frozenset({"out", "progress", "device", "data_dir", "download", "checkpoint_budget"})
 HASH_LENGTH = 12
 
 
