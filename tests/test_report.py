@@ -226,3 +226,17 @@ def test_plots_are_written_and_not_empty(tmp_path):
     for path in files:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_report_into_a_closed_pipe_exits_quietly(grid_runs):
+    """`dstcl report DIR | head -1`: the reader leaves early; no traceback (unbuffered, so writes fail at once)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-u", "-c", "import sys; from dstcl.cli.main import main; sys.exit(main())",
+                             "report", str(grid_runs), "--per-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: the first write hits a broken pipe
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 141
