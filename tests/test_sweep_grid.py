@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dstcl.config import resolve
+from dstcl.config import RunConfig, resolve
 from dstcl.errors import DstclError
 from dstcl.sweep import GridError, config_hash, expand, load_grid, plan_runs
 
@@ -258,3 +258,18 @@ def test_adaptive_grid_shares_its_fixed_growth_runs_with_the_main_grid():
     adaptive = plan_runs(load_grid(root / "adaptive-growth.yaml"))
     fixed = [s for s in adaptive if "@" not in s.config.growth]
     assert fixed and all(s.id in main_ids for s in fixed)
+
+
+def test_every_config_field_is_classified_for_the_run_hash():
+    """A new RunConfig field must be a deliberate choice: in the hash (it can change results) or not.
+
+    Forgetting it would either split finished sweeps (a logging knob in the hash) or merge different
+    runs (a result-changing field left out); this test fails until the field is added below.
+    """
+    from dstcl.sweep.hashing import NON_RESULT_FIELDS, result_settings
+
+    result_fields = {"dataset", "tasks", "class_order", "num_classes", "image_size", "backbone", "width", "stem",
+                     "bn", "init", "growth", "sparsity", "drop", "drop_rate", "drop_schedule", "update_frequency",
+                     "free_init", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed"}
+    assert set(RunConfig.__dataclass_fields__) == result_fields | NON_RESULT_FIELDS
+    assert set(result_settings(resolve({}))) == result_fields
