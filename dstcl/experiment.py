@@ -34,7 +34,7 @@ from .checkpoint import CheckpointWarning, Checkpointer
 from .config import RunConfig, resolve, sparse_config
 from .data import BatchAugment, load_dataset, make_tasks
 from .errors import ConfigError, DstclError
-from .models import build_model, set_task
+from .models import build_model, output_weight, set_task
 from .rundir import RunDir, environment
 from .sparse import CapacityWarning, SparseLearner
 from .train.evaluate import EVAL_BATCH_SIZE, accuracy
@@ -142,6 +142,7 @@ class Experiment:
         )
         self.tasks = make_tasks(dataset, cfg.tasks, cfg.class_order, cfg.seed)
         self.per_task = len(self.tasks[0].classes)
+        self.heads = [slice(i * self.per_task, (i + 1) * self.per_task) for i in range(cfg.tasks)]
         channels, height, _ = dataset.image_shape
         options = {k: v for k, v in {"width": cfg.width, "stem": cfg.stem}.items() if v is not None}
         try:
@@ -149,7 +150,8 @@ class Experiment:
                 cfg.backbone, num_classes=dataset.num_classes, in_channels=channels, image_size=height,
                 bn=cfg.bn, max_tasks=cfg.tasks, **options,
             ).to(self.device)
-            self.learner = SparseLearner(self.model, sparse_config(cfg), seed=cfg.seed, num_tasks=cfg.tasks)
+            heads = {output_weight(self.model, dataset.num_classes): self.heads}  # task i trains only its rows
+            self.learner = SparseLearner(self.model, sparse_config(cfg), seed=cfg.seed, num_tasks=cfg.tasks, heads=heads)
         except (MemoryError, RuntimeError) as exc:
             if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
                 raise
@@ -162,7 +164,6 @@ class Experiment:
             momentum=cfg.momentum, weight_decay=cfg.weight_decay,
         )
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
-        self.heads = [slice(i * self.per_task, (i + 1) * self.per_task) for i in range(cfg.tasks)]
         T = cfg.tasks
         self.R: list[list[float | None]] = [[None] * T for _ in range(T)]
         self.baseline: list[float] | None = None

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -34,6 +35,20 @@ from .errors import DstclError
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
+# Outputs of a run attempt, removed when a sweep starts a run again in the same folder.
+STALE_FILES = ("config.json", "environment.json", "events.jsonl", "metrics.json", "capacity.json",
+               "state.pt", "weights.pt", "summary.md")
+
+
+def _status(path: Path) -> str | None:
+    """The ``status`` recorded in ``path/metrics.json``, or None when there is none readable."""
+    try:
+        status = json.loads((path / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, str) else None
+
+
 class RunDir:
     """Writes the files of one run; the folder is created exclusively (os.mkdir fails if it exists)."""
 
@@ -45,10 +60,13 @@ class RunDir:
     def lock(self) -> None:
         """Hold ``run.lock`` (an OS file lock, released even on SIGKILL) while this process runs here.
 
-        A second process that tries to run or resume the same directory gets a clear error.
+        A second process that tries to run or resume the same directory gets a clear error. Taking
+        the lock again in the same RunDir is a no-op.
         """
         import fcntl
 
+        if self._lock is not None:
+            return
         handle = open(self.path / "run.lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,7 +93,9 @@ class RunDir:
                 f"{path} is not a dstcl run directory (no config.json); give the folder printed as "
                 "'run directory:' when the run started."
             )
-        return cls(path)
+        run = cls(path)
+        run.lock()  # refused at once, before any data is loaded, if the run is still going
+        return run
 
     @classmethod
     def create(cls, out: str | Path, label: str) -> "RunDir":
@@ -101,25 +121,35 @@ class RunDir:
     def at(cls, path: str | Path) -> "RunDir":
         """Use exactly ``path`` (for sweeps, which name runs by the hash of their config).
 
-        The folder may exist only if it holds no completed run; its old files are overwritten.
+        The folder may exist only if it holds no completed run and no live one: its lock is taken
+        first, then every output of the earlier attempt (checkpoints included, so a later
+        ``--resume`` can never continue another configuration's state) is removed.
         """
         path = Path(path)
-        metrics = path / "metrics.json"
-        if metrics.exists():
-            try:
-                status = json.loads(metrics.read_text()).get("status")
-            except (OSError, ValueError):
-                status = None
-            if status == "completed":
-                raise DstclError(f"{path} already holds a completed run; choose another --run-dir.")
         try:
-            (path / "masks").mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DstclError(f"cannot create the run folder {path}: {exc.strerror}.") from None
-        events = path / "events.jsonl"
-        if events.exists():
-            events.unlink()
-        return cls(path)
+        run = cls(path)
+        run.lock()  # a run still going in this folder is refused before anything of it is touched
+        try:
+            if _status(path) == "completed":
+                raise DstclError(f"{path} already holds a completed run; choose another --run-dir.")
+            run._clear()
+        except BaseException:
+            run.close()
+            raise
+        return run
+
+    def _clear(self) -> None:
+        """Remove what an earlier, unfinished attempt left here (keeps only the lock file)."""
+        for name in STALE_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+        masks = self.path / "masks"
+        masks.mkdir(exist_ok=True)
+        for old in masks.glob("task_*.npz"):
+            old.unlink()
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)

@@ -67,6 +67,13 @@ def test_three_task_run_writes_everything(cifar_dir, tmp_path, capsys):
         assert sum(int(m.sum()) for m in masks.values()) == round(0.3 * total)
     capacity = json.loads((run / "capacity.json").read_text())
     assert [c["task"] for c in capacity] == [0, 1, 2]
+    # each task owns classifier weights only in the rows of its own two classes
+    state = torch.load(run / "state.pt", weights_only=False)
+    classifier = next(layer for layer in state["layers"] if layer["name"] == "classifier.weight")
+    owner = torch.from_numpy(classifier["owner"])
+    for t in range(3):
+        rows = owner[2 * t:2 * t + 2]
+        assert set(rows.unique().tolist()) <= {-1, t} and (rows == t).any()
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     kinds = {e["event"] for e in events}
     assert {"epoch", "topology_update", "task_end", "run_end"} <= kinds

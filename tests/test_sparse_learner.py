@@ -317,3 +317,62 @@ def test_task_order_is_enforced():
     learner.start_task(0, 10)
     with pytest.raises(DstclError, match="still in progress"):
         learner.start_task(0, 10)
+
+
+HEADS = {"classifier.weight": [slice(0, 2), slice(2, 4), slice(4, 6)]}
+
+
+def test_a_task_owns_only_its_own_classifier_rows():
+    """With a dense classifier (as ERK's capping gives), task 0 must not freeze later tasks' rows."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.99, init="uniform", growth="random", update_frequency=3),
+                            num_tasks=3, heads=HEADS)
+    owner = learner.state.by_name["classifier.weight"].owner
+    for t in range(3):
+        learner.start_task(t, 6)
+        before = learner.params["classifier.weight"].detach().clone()
+        train_steps(model, learner, learner.make_optimizer("adam", lr=0.01), t, 6, seed=t)
+        after = learner.params["classifier.weight"].detach()
+        mask = learner.current_masks()["classifier.weight"]
+        rows = HEADS["classifier.weight"][t]
+        trained = (before != after) & mask
+        assert trained[rows].any(), "the task's own rows must train"
+        report = {row.name: row for row in learner.end_task()}
+        # owned: exactly the task's rows of its mask that were free; other tasks' rows stay free
+        assert torch.all(owner[rows][mask[rows] & (owner[rows] != t)] < t)
+        later = slice(rows.stop, None)
+        assert torch.all(owner[later] == -1)
+        assert report["classifier.weight"].free == int((owner == -1).sum())
+    assert torch.all((owner >= 0) | ~torch.stack(learner.state.by_name["classifier.weight"].masks).any(0))
+
+
+def test_heads_keep_isolation_and_survive_a_compact_round_trip():
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.5, growth="gradient", update_frequency=3), num_tasks=3, heads=HEADS)
+    x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for t in range(3):
+        learner.start_task(t, 6)
+        train_steps(model, learner, learner.make_optimizer("adam", lr=0.01), t, 6, seed=t)
+        learner.end_task()
+        learner.apply_task(0)
+        model.eval()
+        outputs.append(model(x)[:, 0:2].detach())
+    assert all(torch.equal(outputs[0], o) for o in outputs[1:]), "task 0's logits must not change"
+    restored = SparseLearner(TinyNet(), SparseConfig(density=0.5), num_tasks=3, heads=HEADS)
+    restored.load_state_dict(learner.state_dict())  # compact payload: owner must come back exactly
+    for a, b in zip(learner.state.layers, restored.state.layers):
+        assert torch.equal(a.owner, b.owner)
+        owned = a.owner >= 0
+        assert torch.equal(a.values[owned], b.values[owned])
+
+
+def test_bad_heads_are_explained():
+    with pytest.raises(ConfigError, match="not a prunable weight"):
+        SparseLearner(TinyNet(), SparseConfig(), num_tasks=3, heads={"fc.weight": HEADS["classifier.weight"]})
+    with pytest.raises(ConfigError, match="rows for 2 tasks"):
+        SparseLearner(TinyNet(), SparseConfig(), num_tasks=3, heads={"classifier.weight": [slice(0, 2), slice(2, 4)]})
+    with pytest.raises(ConfigError, match="non-empty slice"):
+        SparseLearner(TinyNet(), SparseConfig(), num_tasks=3, heads={"classifier.weight": [slice(0, 2), slice(6, 8), slice(4, 6)]})

@@ -109,6 +109,20 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return found
 
 
+def output_weight(model: nn.Module, num_classes: int) -> str:
+    """The name of the classifier weight: the last Linear layer, which must score ``num_classes`` classes.
+
+    The sparse learner splits its rows among tasks (task t owns only the rows of its classes).
+    """
+    linears = [(f"{n}.weight" if n else "weight", m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1][1].out_features != num_classes:
+        raise ConfigError(
+            f"the network's last layer must be a Linear classifier over the {num_classes} classes "
+            f"(found {type(linears[-1][1]).__name__ + ' with ' + str(linears[-1][1].out_features) + ' outputs' if linears else 'no Linear layer'})."
+        )
+    return linears[-1][0]
+
+
 def _lookup(name: str) -> Builder:
     if not isinstance(name, str) or name not in MODELS:
         raise ConfigError(f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(MODELS))}. "
@@ -118,6 +132,6 @@ def _lookup(name: str) -> Builder:
 
 __all__ = [
     "BN_MODES", "MLP", "MODELS", "MobileNetV2", "ResNet", "SmallCNN", "TaskBatchNorm1d", "TaskBatchNorm2d",
-    "batch_norm", "build_model", "cnn", "mlp", "mobilenetv2", "model_options", "prunable_weights",
+    "batch_norm", "build_model", "cnn", "mlp", "mobilenetv2", "model_options", "output_weight", "prunable_weights",
     "register_model", "resnet18", "set_task",
 ]

@@ -25,19 +25,27 @@ class LayerCapacity:
         return asdict(self)
 
 
-def layer_capacity(name: str, owner_before: torch.Tensor, mask: torch.Tensor) -> LayerCapacity:
-    """Capacity of one layer after a task with ``mask`` ends; ``owner_before`` is the owner tensor before."""
+def layer_capacity(
+    name: str, owner_before: torch.Tensor, mask: torch.Tensor, claims: torch.Tensor | None = None
+) -> LayerCapacity:
+    """Capacity of one layer after a task with ``mask`` ends; ``owner_before`` is the owner tensor before.
+
+    ``claims`` are the positions the task may own (default: all). A classifier row of another task's
+    classes gets no gradient from this task, so it is in the mask but never taken from the free pool.
+    """
     numel = mask.numel()
     was_owned = owner_before >= 0
     active = int(mask.sum())
     reused = int((mask & was_owned).sum())
-    owned_after = int((was_owned | mask).sum())
+    taken = mask & ~was_owned if claims is None else mask & ~was_owned & claims
+    new = int(taken.sum())
+    owned_after = int(was_owned.sum()) + new
     return LayerCapacity(
         name=name,
         numel=numel,
         active=active,
         owned_fraction=owned_after / numel,
-        new_fraction=(active - reused) / numel,
+        new_fraction=new / numel,
         reused_fraction=reused / active if active else 0.0,
         free=numel - owned_after,
     )

@@ -24,7 +24,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -130,7 +130,22 @@ class SparseLearner:
         learner.apply_task(j)                # weights of task j, for evaluation
     """
 
-    def __init__(self, model: nn.Module, config: SparseConfig, *, seed: int = 0, num_tasks: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        config: SparseConfig,
+        *,
+        seed: int = 0,
+        num_tasks: int | None = None,
+        heads: Mapping[str, Sequence[slice]] | None = None,
+    ):
+        """``heads`` maps a layer (the classifier weight) to the output rows of each task.
+
+        A task trains only its own rows of such a layer (the other tasks' logits are sliced away, so
+        their rows get no gradient), so at the end of the task it owns only the free weights of its
+        mask within its rows; the rest stay free for the task whose classes they score. Without
+        ``heads``, task 0's mask would freeze the untrained rows of every later task's classes.
+        """
         self.model = model
         self.config = config
         self.plan = config.validate(num_tasks)
@@ -147,6 +162,7 @@ class SparseLearner:
                 "without biases and with affine=False BatchNorm, or freeze it (requires_grad=False)."
             )
         self.params = dict(named)
+        self.heads = _check_heads(heads or {}, self.params, num_tasks)
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
         shapes = {name: tuple(p.shape) for name, p in named}
         options = {"power_scale": config.erk_power_scale} if str(config.init).lower() == "erk" else {}
@@ -343,12 +359,15 @@ class SparseLearner:
                         f"isolation violated in {state.name}: a weight owned by an earlier task changed. "
                         "Was the optimizer created with learner.make_optimizer()?"
                     )
-                report.append(layer_capacity(state.name, state.owner, layer.mask))
+                claims = self._claims(state.name, self.task, layer.mask)
+                report.append(layer_capacity(state.name, state.owner, layer.mask, claims))
                 state.values.copy_(torch.where(layer.frozen, state.values, param.detach()))
-                state.owner[layer.mask & ~layer.frozen] = self.task
+                taken = layer.mask & ~layer.frozen
+                state.owner[taken if claims is None else taken & claims] = self.task
                 state.masks.append(layer.mask.clone())
         full = newly_full(report)
-        if full:
+        last = self.num_tasks is not None and self.task == self.num_tasks - 1
+        if full and not last:  # after the last task a full layer limits nothing
             warnings.warn(
                 f"after task {self.task} no free weight is left in {len(full)} layer(s) ({', '.join(full[:4])}"
                 f"{', ...' if len(full) > 4 else ''}); later tasks can only reuse frozen weights there.",
@@ -358,6 +377,15 @@ class SparseLearner:
         self.task = None
         self._layers = []
         return report
+
+    def _claims(self, name: str, task: int, like: torch.Tensor) -> torch.Tensor | None:
+        """Positions of layer ``name`` that task ``task`` can train (None: all of them)."""
+        rows = self.heads.get(name)
+        if rows is None:
+            return None
+        claims = torch.zeros_like(like, dtype=torch.bool)
+        claims[rows[task]] = True
+        return claims
 
     # --- checkpointing ------------------------------------------------------------------------------
 
@@ -430,6 +458,24 @@ class SparseLearner:
 
     def layer_densities(self) -> dict[str, float]:
         return {name: self.counts[name] / self.state.by_name[name].numel for name in self.params}
+
+
+def _check_heads(
+    heads: Mapping[str, Sequence[slice]], params: Mapping[str, nn.Parameter], num_tasks: int | None
+) -> dict[str, list[slice]]:
+    checked = {}
+    for name, rows in heads.items():
+        if name not in params:
+            raise ConfigError(f"heads names {name!r}, which is not a prunable weight; valid: {', '.join(params)}.")
+        rows = list(rows)
+        n = params[name].shape[0]
+        if num_tasks is not None and len(rows) < num_tasks:
+            raise ConfigError(f"heads[{name!r}] gives rows for {len(rows)} tasks, but the sequence has {num_tasks}.")
+        for task, part in enumerate(rows):
+            if not isinstance(part, slice) or len(range(n)[part]) == 0:
+                raise ConfigError(f"heads[{name!r}][{task}] must be a non-empty slice of the {n} output rows, got {part!r}.")
+        checked[name] = rows
+    return checked
 
 
 class CapacityWarning(UserWarning):

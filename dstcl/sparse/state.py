@@ -57,15 +57,18 @@ class SparseState:
     def to_payload(self, compact: bool = False) -> dict:
         """A plain dict of numpy arrays and metadata (masks as packed bits).
 
-        ``compact`` (checkpoints) stores only the values of owned weights and no owner tensor: the
-        owner of a weight is the first task whose mask holds it, and free weights hold no value that
-        is ever read again once task 0 has started.
+        ``compact`` (checkpoints) stores only the values of owned weights and, where it can, no owner
+        tensor: the owner of a weight is usually the first task whose mask holds it (the owner tensor
+        is stored only for a layer where that is not so, such as a classifier whose rows belong to
+        tasks), and free weights hold no value that is ever read again once task 0 has started.
         """
         payload: dict = {"format": FORMAT, "num_tasks": self.num_tasks, "compact": compact, "layers": []}
         for layer in self.layers:
             entry = {"name": layer.name, "shape": list(layer.shape), "masks": [pack_mask(m) for m in layer.masks]}
             if compact:
                 entry["owned_values"] = layer.values[layer.owner >= 0].detach().cpu().numpy().copy()
+                if not torch.equal(owner_from_masks(layer.masks, layer.owner), layer.owner):
+                    entry["owner"] = layer.owner.cpu().numpy().copy()
             else:
                 entry["values"] = layer.values.detach().cpu().numpy().copy()
                 entry["owner"] = layer.owner.cpu().numpy().copy()
@@ -103,13 +106,14 @@ class SparseState:
         for layer, entry in zip(self.layers, saved):
             device = layer.values.device
             layer.masks = [unpack_mask(m, layer.shape).to(device) for m in entry["masks"]]
-            if "owner" in entry:
+            if "values" in entry:
                 layer.values.copy_(torch.from_numpy(entry["values"]).to(device))
                 layer.owner.copy_(torch.from_numpy(entry["owner"]).to(device))
                 continue
-            layer.owner.fill_(-1)
-            for task in reversed(range(len(layer.masks))):
-                layer.owner[layer.masks[task]] = task
+            if "owner" in entry:
+                layer.owner.copy_(torch.from_numpy(entry["owner"]).to(device))
+            else:
+                layer.owner.copy_(owner_from_masks(layer.masks, layer.owner))
             layer.values.zero_()
             layer.values[layer.owner >= 0] = torch.from_numpy(entry["owned_values"]).to(device)
 
@@ -121,6 +125,14 @@ class SparseState:
         except Exception as exc:  # truncated or foreign file
             raise DstclError(f"cannot read the sparse state {path}: {exc}. The file is corrupt or not a dstcl state.") from None
         self.load_payload(payload)
+
+
+def owner_from_masks(masks: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """The owner tensor implied by ``masks``: the first task whose mask holds a weight, else -1."""
+    owner = torch.full_like(like, -1)
+    for task in reversed(range(len(masks))):
+        owner[masks[task]] = task
+    return owner
 
 
 def pack_mask(mask: torch.Tensor) -> np.ndarray:

@@ -92,7 +92,7 @@ class TaskTrainer:
         if self.per_epoch == 0:
             raise DstclError(f"task {task} has {len(train_y)} training images; at least 2 are needed for a batch.")
         self.total_steps = self.per_epoch * config.epochs
-        self.aug_generator = torch.Generator(device=device)
+        self.aug_generator = torch.Generator()  # CPU: BatchAugment draws on the CPU, same numbers on any device
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.epochs_done = 0
