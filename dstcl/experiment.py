@@ -32,10 +32,11 @@ import torch
 from . import faults, metrics
 from .checkpoint import CheckpointWarning, Checkpointer
 from .config import RunConfig, resolve, sparse_config
+from .sweep.hashing import config_hash
 from .data import BatchAugment, load_dataset, make_tasks
 from .errors import ConfigError, DstclError
 from .models import build_model, output_weight, set_task
-from .rundir import RunDir, environment
+from .rundir import RunDir, environment, run_status
 from .sparse import CapacityWarning, SparseLearner
 from .train.evaluate import EVAL_BATCH_SIZE, accuracy
 from .train.trainer import TaskTrainer, TrainConfig
@@ -106,25 +107,24 @@ def resume_experiment(
     overrides: dict | None = None,
 ) -> RunResult:
     """Continue the run in ``run_dir`` from its newest readable checkpoint (completed tasks are kept)."""
-    run = RunDir.reopen(run_dir)
+    run = RunDir.reopen(run_dir)  # takes the run's lock: a run still going is refused here
     try:
-        saved = json.loads((run.path / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DstclError(f"cannot read {run.path / 'config.json'}: {exc}.") from None
-    status = _read_status(run.path)
-    if status == "completed":
-        raise DstclError(f"the run in {run.path} is already completed; nothing to resume.")
-    fields = {k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__}
-    cfg = resolve({**fields, **(overrides or {})})
-    experiment = Experiment(cfg, echo=echo)
+        try:
+            saved = json.loads((run.path / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise DstclError(f"cannot read {run.path / 'config.json'}: {exc}.") from None
+        if not isinstance(saved, dict):
+            raise DstclError(f"{run.path / 'config.json'} does not hold a run configuration (a JSON object); "
+                             "it was changed by hand or is not a dstcl run directory.")
+        if run_status(run.path) == "completed":
+            raise DstclError(f"the run in {run.path} is already completed; nothing to resume.")
+        fields = {k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__}
+        cfg = resolve({**fields, **(overrides or {})})
+        experiment = Experiment(cfg, echo=echo)
+    except BaseException:
+        run.close()
+        raise
     return experiment.execute(run, loggers=loggers, resume=True)
-
-
-def _read_status(path: Path) -> str | None:
-    try:
-        return json.loads((path / "metrics.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
 
 
 class Experiment:
@@ -195,7 +195,7 @@ class Experiment:
 
     def _checkpoint(self, phase: str, task: int, trainer: TaskTrainer | None) -> None:
         self.checkpointer.save({
-            "version": CHECKPOINT_VERSION, "phase": phase, "task": task,
+            "version": CHECKPOINT_VERSION, "phase": phase, "task": task, "config": config_hash(self.cfg),
             "model": self.model.state_dict(), "learner": self.learner.state_dict(),
             "trainer": trainer.state_dict() if trainer is not None else None,
             "generator": self.generator.get_state(), "rng": rng_states(),
@@ -205,6 +205,12 @@ class Experiment:
     def _restore(self, payload: dict) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:
             raise DstclError(f"checkpoint version {payload.get('version')} is not supported by this dstcl.")
+        if payload.get("config", config_hash(self.cfg)) != config_hash(self.cfg):
+            raise DstclError(
+                "the newest checkpoint in this run directory was written by a run with other settings than its "
+                "config.json (the folder was reused); resuming would continue the wrong run. Start it again "
+                "with --run-dir or in a new folder."
+            )
         self.model.load_state_dict(payload["model"])
         self.learner.load_state_dict(payload["learner"])
         self.generator.set_state(payload["generator"])
@@ -318,9 +324,11 @@ class Experiment:
         run.write_json("capacity.json", self.capacity)
         self._evaluate_after(i)
         summary = trainer.summary()
+        # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
+        self._checkpoint("task_done", i, None)
+        self.checkpointer.wait()
         run.event({"event": "task_end", "task": i, **summary, "accuracy": self.R[i][: i + 1]})
         run.write_json("metrics.json", self._metrics("running", None))
-        self._checkpoint("task_done", i, None)
         self.echo(f"task {i + 1}/{T}: accuracy {self.R[i][i]:.2f} %, mean over seen tasks "
                   f"{np.mean([self.R[i][j] for j in range(i + 1)]):.2f} % ({summary['seconds']:.1f} s)")
 

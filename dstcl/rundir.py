@@ -40,7 +40,7 @@ STALE_FILES = ("config.json", "environment.json", "events.jsonl", "metrics.json"
                "state.pt", "weights.pt", "summary.md")
 
 
-def _status(path: Path) -> str | None:
+def run_status(path: Path) -> str | None:
     """The ``status`` recorded in ``path/metrics.json``, or None when there is none readable."""
     try:
         status = json.loads((path / "metrics.json").read_text()).get("status")
@@ -95,7 +95,19 @@ class RunDir:
             )
         run = cls(path)
         run.lock()  # refused at once, before any data is loaded, if the run is still going
+        run._repair_events()
         return run
+
+    def _repair_events(self) -> None:
+        """Cut a half-written last line (the run was killed mid-write) so appended events stay valid JSON lines."""
+        path = self.path / "events.jsonl"
+        try:
+            with open(path, "rb+") as handle:
+                data = handle.read()
+                if data and not data.endswith(b"\n"):
+                    handle.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
 
     @classmethod
     def create(cls, out: str | Path, label: str) -> "RunDir":
@@ -133,7 +145,7 @@ class RunDir:
         run = cls(path)
         run.lock()  # a run still going in this folder is refused before anything of it is touched
         try:
-            if _status(path) == "completed":
+            if run_status(path) == "completed":
                 raise DstclError(f"{path} already holds a completed run; choose another --run-dir.")
             run._clear()
         except BaseException:

@@ -73,7 +73,7 @@ def test_kill_and_resume_is_bit_identical(kill_at, data_dir, reference, tmp_path
     assert "resuming" in resumed.stdout or "starting it from the beginning" in resumed.stdout
     assert_same_result(run, reference)
     events = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
-    assert events.count("task_end") >= 3
+    assert events.count("task_end") == 3  # a task reported done is never redone
 
 
 def run_seconds(run: Path) -> float:
@@ -148,6 +148,65 @@ def test_nan_loss_stops_with_task_epoch_step(data_dir, tmp_path):
     assert "task 0, epoch 0, step" in err and "Traceback" not in err
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "NaN" in metrics["error"]
+
+
+def test_nan_in_a_later_task_keeps_the_completed_ones(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    # 5 steps per epoch, 3 epochs per task: the 21st loss is task 1, epoch 1, step 0
+    done = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run), env_extra={"DSTCL_NAN_AT": "loss:21"})
+    assert done.returncode == 1
+    err = done.stderr.replace("\n", " ")
+    assert "task 1, epoch 1, step 0" in err and "Traceback" not in err
+    metrics = json.loads((run / "metrics.json").read_text())
+    want = json.loads((reference / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["tasks_completed"] == 1
+    assert metrics["accuracy_matrix"][0] == want["accuracy_matrix"][0]  # task 0's results, as uninterrupted
+    assert metrics["accuracy_matrix"][1] == [None] * 3
+    assert (run / "masks" / "task_00.npz").is_file() and not (run / "masks" / "task_01.npz").exists()
+
+
+def test_reused_run_dir_never_resumes_another_configuration(data_dir, reference, tmp_path):
+    """A folder reused with other settings: the old run's checkpoints must not be continued."""
+    run = tmp_path / "run"
+    first = dstcl("run", *ARGS, "--sparsity", "0.5", "--data-dir", str(data_dir), "--run-dir", str(run),
+                  env_extra={"DSTCL_KILL_AT": "task_end:2"})
+    assert first.returncode == -signal.SIGKILL and list((run / "checkpoints").glob("ckpt-*.pt"))
+    second = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run),
+                   env_extra={"DSTCL_KILL_AT": "training_step:2"})  # before its own first checkpoint
+    assert second.returncode == -signal.SIGKILL
+    assert not list((run / "checkpoints").glob("ckpt-*.pt")) and not (run / "masks" / "task_00.npz").exists()
+    resumed = dstcl("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "starting it from the beginning" in resumed.stdout
+    assert_same_result(run, reference)
+
+
+def test_checkpoint_of_other_settings_is_refused(data_dir, tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other"
+    for path, sparsity in ((run, "0.8"), (other, "0.5")):
+        killed = dstcl("run", *ARGS, "--sparsity", sparsity, "--data-dir", str(data_dir), "--run-dir", str(path),
+                       env_extra={"DSTCL_KILL_AT": "task_end:2"})
+        assert killed.returncode == -signal.SIGKILL
+    for ckpt in (run / "checkpoints").glob("ckpt-*.pt"):
+        ckpt.unlink()
+    for ckpt in (other / "checkpoints").glob("ckpt-*.pt"):  # copied by hand into the wrong run
+        (run / "checkpoints" / ckpt.name).write_bytes(ckpt.read_bytes())
+    refused = dstcl("run", "--resume", str(run))
+    err = refused.stderr.replace("\n", " ")
+    assert refused.returncode == 2 and "other settings" in err and "Traceback" not in err
+
+
+def test_half_written_event_line_is_cut_on_resume(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    killed = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run), env_extra={"DSTCL_KILL_AT": "task_end:2"})
+    assert killed.returncode == -signal.SIGKILL
+    with open(run / "events.jsonl", "a") as handle:
+        handle.write('{"event": "epo')  # the kill landed mid-write
+    resumed = dstcl("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]  # every line parses
+    assert events[-1]["event"] == "run_end"
+    assert_same_result(run, reference)
 
 
 def test_two_processes_same_out_dir_get_separate_run_dirs(tmp_path):

@@ -129,6 +129,8 @@ class TaskTrainer:
             yb = self.train_y[idx]
             logits = self.model(xb)[:, self.logit_slice]
             loss = self.loss_fn(logits, yb)
+            if faults.poisoned("loss"):
+                loss = loss * float("nan")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             faults.point("training_step")
