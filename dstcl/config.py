@@ -26,6 +26,7 @@ class RunConfig:
     class_order: str = "sequential"  # sequential | random (seeded permutation)
     num_classes: int | None = None  # use only the first N classes of the data set
     image_size: int | None = None  # miniImageNet: 32 (the reference) or 84
+    split: str = "first500"  # miniImageNet train/test: first 500 sorted files per class train | seeded random
     download: bool = True
     # backbone
     backbone: str | None = None  # None: the data set's default
@@ -91,7 +92,11 @@ CHOICES = {
     "optimizer": ("adam", "sgd"),
     "stem": ("imagenet", "cifar", None),
     "image_size": (32, 84, None),
+    "split": ("first500", "random"),
 }
+
+# Classes of each built-in data set: tasks must divide them, checked before any data is read.
+CLASS_COUNTS = {"digits": 10, "cifar10": 10, "cifar100": 100, "miniimagenet": 100}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -243,7 +248,24 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"width must be at most {MAX_WIDTH} (64 is the standard ResNet-18), got {cfg.width}.")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"device must be auto, cpu, mps, cuda or cuda:N; got {cfg.device!r}.")
-    sparse_config(cfg).validate(cfg.tasks)
+    total = CLASS_COUNTS.get(cfg.dataset)
+    if total is not None and cfg.num_classes is not None and cfg.num_classes > total:
+        raise ConfigError(f"num_classes must be at most {total} for {cfg.dataset}, got {cfg.num_classes}.")
+    classes = cfg.num_classes or total
+    if classes is not None and classes % cfg.tasks:
+        divisors = [t for t in range(1, classes + 1) if classes % t == 0]
+        raise ConfigError(
+            f"tasks must divide the {classes} classes of {cfg.dataset}{' used' if cfg.num_classes else ''}, "
+            f"got {cfg.tasks}; valid task counts: {', '.join(map(str, divisors))}."
+        )
+    if cfg.split != "first500" and cfg.dataset != "miniimagenet":
+        raise ConfigError(f"split applies to miniimagenet only; {cfg.dataset} has a fixed train/test split.")
+    plan = sparse_config(cfg).validate(cfg.tasks)
+    if cfg.optimizer == "sgd" and cfg.momentum == 0 and "momentum" in plan.describe(cfg.tasks):
+        raise ConfigError(
+            "growth 'momentum' ranks weights by the optimizer's momentum, but sgd with momentum 0 keeps none; "
+            "use --momentum > 0, --optimizer adam, or another growth criterion."
+        )
     return cfg
 
 

@@ -55,8 +55,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r} does not exist: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r} (Apple GPU) is not available here; use --device cpu or auto.")
     return device
 
 
@@ -139,6 +145,7 @@ class Experiment:
         dataset = load_dataset(
             cfg.dataset, cfg.data_dir, download=cfg.download, progress=cfg.progress,
             image_size=cfg.image_size, num_classes=cfg.num_classes, seed=cfg.seed,
+            **({"split": cfg.split} if cfg.dataset == "miniimagenet" else {}),
         )
         self.tasks = make_tasks(dataset, cfg.tasks, cfg.class_order, cfg.seed)
         self.per_task = len(self.tasks[0].classes)

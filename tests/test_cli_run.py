@@ -134,3 +134,16 @@ def test_real_miniimagenet_two_tasks(tmp_path, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["bwt"] == 0.0
     assert all(v is not None for v in metrics["accuracy_matrix"][1])
+
+
+def test_unusable_paths_are_explained(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("[1, 2]")
+    assert main(["run", "--resume", str(run)]) == 2
+    assert "does not hold a run configuration" in capsys.readouterr().err.replace("\n", " ")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["run", "--tensorboard", str(a_file), "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--tensorboard" in err and "Traceback" not in err and not (tmp_path / "runs").exists()

@@ -73,3 +73,40 @@ def test_bad_config_files(tmp_path):
         resolve({}, config_file=tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="unknown preset 'cifar'; valid: " + ", ".join(PRESETS)):
         resolve({}, preset="cifar")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"tasks": 3}, "valid task counts: 1, 2, 5, 10"),
+        ({"dataset": "cifar100", "tasks": 7}, "tasks must divide the 100 classes of cifar100"),
+        ({"dataset": "cifar100", "num_classes": 12, "tasks": 5}, "12 classes of cifar100 used"),
+        ({"dataset": "miniimagenet", "num_classes": 101}, "at most 100"),
+        ({"split": "random"}, "miniimagenet only"),
+        ({"dataset": "miniimagenet", "split": "last100"}, "split must be one of first500, random"),
+        ({"growth": "random@0-1,momentum", "optimizer": "sgd", "momentum": 0.0}, "momentum 0 keeps none"),
+    ],
+)
+def test_static_checks_before_any_data_is_read(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(flags)
+
+
+def test_split_option_reaches_the_config():
+    assert resolve({"dataset": "miniimagenet", "split": "random"}).split == "random"
+    assert resolve({}).split == "first500"
+    assert resolve({"growth": "momentum", "optimizer": "sgd"}).momentum == 0.9  # SGD's momentum buffer is ranked
+
+
+def test_unavailable_devices_are_explained(monkeypatch):
+    import torch
+
+    from dstcl.experiment import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="has 1 GPU"):
+        resolve_device("cuda:7")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ConfigError, match="not available"):
+            resolve_device("mps")

@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
     d.add_argument("--class-order", help="sequential (0..C-1, the reference) or random (seeded)")
     d.add_argument("--num-classes", type=int, help="use only the first N classes")
     d.add_argument("--image-size", type=int, help="miniImageNet resolution: 32 (the reference) or 84")
+    d.add_argument("--split", help="miniImageNet train/test per class: first500 (first 500 sorted files train, "
+                   "last 100 test) or random (a seeded 100 test)")
     d.add_argument("--no-download", dest="download", action="store_const", const=False, help="never download")
     b = run.add_argument_group("backbone")
     b.add_argument("--backbone", help="resnet18, mobilenetv2, cnn, mlp")
@@ -69,7 +71,7 @@ def add_parser(sub) -> None:
 
 
 FLAG_FIELDS = (
-    "dataset", "data_dir", "tasks", "class_order", "num_classes", "image_size", "download", "backbone",
+    "dataset", "data_dir", "tasks", "class_order", "num_classes", "image_size", "split", "download", "backbone",
     "width", "stem", "bn", "init", "growth", "sparsity", "drop_rate", "drop_schedule", "update_frequency",
     "free_init", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed", "device",
     "out", "progress", "checkpoint_budget",
@@ -86,6 +88,8 @@ def execute(args: argparse.Namespace) -> int:
 
     flags = {name: getattr(args, name) for name in FLAG_FIELDS}
     try:
+        if args.tensorboard is not None:
+            _check_log_dir(args.tensorboard)
         if args.resume:
             given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None and k not in RESUME_OVERRIDES]
             given += [f"--{k}" for k in ("config", "preset", "run_dir") if getattr(args, k)]
@@ -118,6 +122,18 @@ def execute(args: argparse.Namespace) -> int:
 
 
 RESUME_OVERRIDES = ("device", "progress")
+
+
+def _check_log_dir(path: str) -> None:
+    """Create the TensorBoard folder now: a bad path is a mistake to report before training, not after."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--tensorboard {path}: cannot use it as a folder ({exc.strerror}); give a folder path.") from None
 
 
 def _check(cfg) -> int:
