@@ -147,3 +147,31 @@ def test_unusable_paths_are_explained(tmp_path, capsys):
     assert main(["run", "--tensorboard", str(a_file), "--out", str(tmp_path / "runs"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--tensorboard" in err and "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+def test_plugins_register_criteria_for_the_command_line(tmp_path, monkeypatch, capsys):
+    plugin = tmp_path / "my_dstcl_plugin.py"
+    plugin.write_text(
+        "from dstcl.sparse import register_grow\n"
+        "@register_grow('test_plugin_growth')\n"
+        "def score(view):\n"
+        "    return view.uniform()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["run", "--check", "--growth", "random@0,test_plugin_growth", "--tasks", "2", "--no-progress"]
+    assert main(args) == 2  # not registered yet
+    assert "test_plugin_growth" in capsys.readouterr().err
+    monkeypatch.setenv("DSTCL_PLUGINS", "my_dstcl_plugin")
+    try:
+        assert main(args) == 0
+    finally:  # leave the registry as the other tests expect it
+        import sys
+
+        from dstcl.sparse import GROW
+
+        GROW.pop("test_plugin_growth", None)
+        sys.modules.pop("my_dstcl_plugin", None)
+    monkeypatch.setenv("DSTCL_PLUGINS", "no_such_plugin_module")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no_such_plugin_module" in err and "DSTCL_PLUGINS" in err and "Traceback" not in err

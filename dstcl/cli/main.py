@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from ..errors import DstclError
+from ..plugins import load_plugins
 from . import report, run, sweep
 from .output import error
 
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    try:
+        load_plugins()
+    except DstclError as exc:
+        error(str(exc))
+        return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

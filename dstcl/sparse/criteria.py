@@ -16,8 +16,9 @@ So a criterion never has to count, mask or sort. Adding one is a single register
         \"\"\"Grow where the stored value is largest, ties broken at random.\"\"\"
         return view.values.abs() + 1e-6 * view.uniform()
 
-and then ``--growth weight_noise`` (or ``SparseConfig(growth="weight_noise")``) uses it. The same
-holds for ``register_drop``. Scores may be any real numbers (not NaN).
+and then ``SparseConfig(growth="weight_noise")`` uses it, as does ``dstcl run --growth weight_noise``
+once the module is named in ``DSTCL_PLUGINS`` (see :mod:`dstcl.plugins`). The same holds for
+``register_drop``. Scores may be any real numbers (not NaN).
 """
 
 from __future__ import annotations
