@@ -10,7 +10,7 @@ Layout::
         capacity.json        per task, per layer: owned fraction, reuse of earlier tasks' weights
         masks/task_NN.npz    task NN's mask per layer, packed bits (numpy.packbits) + shapes
         state.pt             final sparse state: values, owners, all masks (dstcl.sparse.SparseState)
-        weights.pt           final dense weights (model state_dict)
+        weights.pt           final stored values per prunable tensor (name -> tensor; W, not W * mask)
         summary.md           the human summary printed at the end
 """
 

@@ -309,9 +309,11 @@ class SparseLearner:
             view = self._view(layer, optimizer)
             kept = _top_positions(self._drop(view), layer.mask, k - n_drop)
             grown = _top_positions(self._grow(view), ~kept, n_drop)
-            assert not bool((kept & grown).any()), f"{layer.state.name}: a position was both kept and grown"
+            if bool((kept & grown).any()):  # an invariant, checked even under python -O
+                raise RuntimeError(f"{layer.state.name}: a position was both kept and grown")
             new_mask = kept | grown
-            assert int(new_mask.sum()) == k, f"{layer.state.name}: active count changed"
+            if int(new_mask.sum()) != k:
+                raise RuntimeError(f"{layer.state.name}: active count changed")
             grown_free = grown & ~layer.frozen
             grown_owned = grown & layer.frozen
             param = layer.param

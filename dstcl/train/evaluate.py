@@ -35,9 +35,18 @@ def accuracy(
         return float("nan")
     model.eval()
     correct = 0
-    for start in range(0, len(y), batch_size):
-        xb = prepare(x[start : start + batch_size].to(device, non_blocking=True))
-        yb = y[start : start + batch_size].to(device, non_blocking=True)
+    for start, stop in eval_batches(len(y), batch_size):
+        xb = prepare(x[start:stop].to(device, non_blocking=True))
+        yb = y[start:stop].to(device, non_blocking=True)
         logits = model(xb)[:, logit_slice]
         correct += int((logits.argmax(dim=1) == yb).sum())
     return 100.0 * correct / len(y)
+
+
+def eval_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) ranges of ``batch_size``; a last batch of one image joins the one before,
+    since batch statistics of a single image are undefined (BatchNorm would fail on it)."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
