@@ -240,3 +240,160 @@ def test_report_into_a_closed_pipe_exits_quietly(grid_runs):
     code = proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert code == 141
+
+
+# --- LaTeX numbers ----------------------------------------------------------------------------------
+
+def latex_tables(text: str) -> list[tuple[str, list[list[str]]]]:
+    """Every table of a LaTeX report as (caption, body rows), each row a list of cells without \\\\."""
+    out = []
+    for block in text.split("\\begin{table}")[1:]:
+        caption = re.search(r"\\caption\{(.*)\}", block).group(1)
+        body = block.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0]
+        rows = [[c.strip() for c in line.strip().removesuffix("\\\\").split("&")]
+                for line in body.splitlines() if line.strip() and line.strip() != "\\midrule"]
+        out.append((caption, rows))
+    return out
+
+
+def latex_cell(cell: str) -> str:
+    """'\\textbf{63.46 $\\pm$ 1.23}' -> '63.46 ± 1.23' (the Markdown spelling of a cell)."""
+    bold = re.fullmatch(r"\\textbf\{(.*)\}", cell)
+    return (bold.group(1) if bold else cell).replace(" $\\pm$ ", " ± ")
+
+
+def test_latex_cells_equal_mean_and_std_of_the_metrics(grid_runs):
+    text = to_latex(build_report(collect([grid_runs]), ("acc", "bwt", "fwt", "fwt_reference")))
+    runs = [r for r in runs_under(grid_runs) if r["metrics"]["status"] == "completed"]
+    tables = latex_tables(text)
+    assert [caption.split(" (")[0] for caption, _ in tables] == ["ACC", "BWT", "FWT", "FWT of the reference code"]
+    cols = [(0.8, 2), (0.8, 5), (0.9, 2), (0.9, 5)]
+    checked = 0
+    for (caption, rows), metric in zip(tables, ("acc", "bwt", "fwt", "fwt_reference")):
+        assert [row[1] for row in rows] == ["random", "gradient", "random", "gradient"]
+        init = None
+        for row in rows:
+            label = re.fullmatch(r"\\multirow\{2\}\{\*\}\{(.*)\}", row[0])
+            if label:
+                init = {"ERK": "erk", "Uniform": "uniform"}[label.group(1)]
+            else:
+                assert row[0] == ""
+            assert len(row) == 2 + len(cols)
+            for col, cell in zip(cols, row[2:]):
+                values = [r["metrics"][metric] for r in runs if r["config"]["init"] == init
+                          and r["config"]["growth"] == row[1] and r["config"]["sparsity"] == col[0]
+                          and r["config"]["tasks"] == col[1]]
+                assert len(values) == 3
+                assert latex_cell(cell) == expected_cell(values), (caption, init, row[1], col)
+                checked += 1
+    assert checked == 4 * 4 * 4
+    best = [c for _, rows in tables[:1] for row in rows for c in row[2:] if c.startswith("\\textbf")]
+    assert len(best) == 4  # one best mean per column of the ACC table
+
+
+# --- duplicates -------------------------------------------------------------------------------------
+
+def test_the_same_run_twice_counts_once_with_a_warning(tmp_path, capsys):
+    import shutil
+
+    first = make_run(tmp_path / "a", "run0", seed=0, growth="random", tasks=2)
+    make_run(tmp_path / "a", "run1", seed=1, growth="random", tasks=2)
+    copy = tmp_path / "b" / "run0-copy"
+    shutil.copytree(first, copy)  # the same run copied into another folder
+    again = make_run(tmp_path / "b", "run0-again", seed=0, growth="random", tasks=2,
+                     rng=np.random.default_rng(123))  # the same config run a second time (other numbers)
+    collection = collect([tmp_path / "a", tmp_path / "b"])
+    assert [r.path.name for r in collection.completed] == ["run0", "run1"]
+    assert [(k.name, d.name) for k, d in collection.duplicates] == [("run0", "run0-again"), ("run0", "run0-copy")]
+    report = build_report(collection)
+    (group,) = report.groups
+    assert group.seeds == [0, 1]
+    values = [json.loads((tmp_path / "a" / n / "metrics.json").read_text())["acc"] for n in ("run0", "run1")]
+    assert group.stat("acc").n == 2 and group.stat("acc").mean == pytest.approx(np.mean(values), rel=1e-12)
+    assert json.loads((again / "metrics.json").read_text())["acc"] not in values
+
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "csv", "--per-run"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert [Path(r["run_dir"]).name for r in rows] == ["run0", "run1"]
+    err = " ".join(captured.err.split())
+    assert err.count("dstcl: warning:") == 2
+    assert f"{copy.resolve()} is a duplicate of {first.resolve()}" in err
+    assert f"{again.resolve()} is a duplicate of {first.resolve()}" in err
+    text = to_markdown(report)
+    assert "2 completed runs in 1 configuration (seeds 0, 1)" in text
+    assert "2 duplicate run(s)" in text and "run0-copy`: duplicate of" in text
+
+
+def test_different_seeds_or_settings_are_not_duplicates(tmp_path, capsys):
+    make_run(tmp_path, "s0", seed=0, tasks=2)
+    make_run(tmp_path, "s1", seed=1, tasks=2)
+    make_run(tmp_path, "g0", seed=0, tasks=2, growth="gradient")
+    make_run(tmp_path, "cpu", seed=0, tasks=2, device="cpu")  # where it ran does not make it another run
+    collection = collect([tmp_path])
+    assert len(collection.completed) == 3 and [d.name for _, d in collection.duplicates] == ["s0"]
+    assert main(["report", str(tmp_path)]) == 0
+    assert "dstcl: warning:" in capsys.readouterr().err
+
+
+# --- output paths -----------------------------------------------------------------------------------
+
+def test_output_to_a_folder_or_an_unwritable_path_is_a_clear_error(grid_runs, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    assert main(["report", str(grid_runs), "-o", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("dstcl: error:")
+    assert f"-o {folder} is a folder" in " ".join(err.split()) and "report.md" in err
+    assert list(folder.iterdir()) == []
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep\n")
+    assert main(["report", str(grid_runs), "-o", str(a_file / "report.tex"), "--format", "latex"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and f"{a_file} is a file, not a folder" in err
+    assert a_file.read_text() == "keep\n"
+
+    import dstcl.io
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(dstcl.io, "atomic_write_bytes", refuse)  # as a read-only folder would
+    target = tmp_path / "ro" / "report.md"
+    assert main(["report", str(grid_runs), "-o", str(target)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err
+    assert f"cannot write the report to {target}: Permission denied" in err and "folder you can write to" in err
+
+
+def test_plots_into_an_existing_file_is_a_clear_error(grid_runs, tmp_path, capsys):
+    a_file = tmp_path / "figures.png"
+    a_file.write_bytes(b"keep")
+    assert main(["report", str(grid_runs), "--plots", str(a_file)]) == 2
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "Traceback" not in err and f"--plots {a_file} is a file" in err
+    assert captured.out == ""  # refused before the report was printed
+    assert a_file.read_bytes() == b"keep"
+
+
+def test_figures_are_written_atomically(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import os
+
+    import dstcl.io
+    from dstcl.report.plots import write_plots
+
+    make_run(tmp_path / "runs", "one", tasks=2)
+    replaced = []
+    original = os.replace
+
+    def spy(src, dst, *args, **kwargs):
+        replaced.append(Path(dst))
+        return original(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(dstcl.io.os, "replace", spy)
+    files = write_plots(build_report(collect([tmp_path / "runs"])), tmp_path / "plots")
+    assert files and sorted(files) == sorted(replaced)
+    assert not list((tmp_path / "plots").rglob("*.tmp"))

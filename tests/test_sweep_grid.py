@@ -192,6 +192,35 @@ def test_bad_combination_is_reported_with_its_lines(tmp_path):
     assert "line 3" in message and "names task 4" in message
 
 
+def test_tasks_that_do_not_divide_the_classes_are_refused_by_a_dry_run(tmp_path, capsys):
+    """digits has 10 classes: 3 tasks is a bad value, reported before anything runs (not a failed run)."""
+    from dstcl.cli.main import main
+
+    path = write(tmp_path, """
+        base: {epochs: 1}
+        vary:
+          sparsity: [0.8, 0.9]
+        include:
+          - {tasks: 3}
+    """)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and "1 problem: line 5: the run {tasks: 3} (include entry 1) is invalid" in err
+    assert "tasks must divide the 10 classes of digits, got 3" in err and "Nothing was run" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_problem_from_the_config_file_names_the_config_line(tmp_path):
+    (tmp_path / "base.yaml").write_text("tasks: 3\n")
+    message = error_of(tmp_path, "name: x\nseeds: 2\nconfig: base.yaml\n")
+    assert "1 problem: line 3: the run {seed: 0} (base) is invalid: tasks must divide" in message
+    (tmp_path / "base.yaml").write_text("lr: 1" + "0" * 400 + "\n")  # too large for a float
+    message = error_of(tmp_path, "config: base.yaml\n")
+    assert "line 1: the run of the base (base) is invalid: a number is too large" in message
+    message = error_of(tmp_path, "base: {lr: 1" + "0" * 400 + "}\n")
+    assert "line 1: lr must be a number in the range of a float, got 1000" in message
+
+
 def test_empty_grid_and_empty_list_and_everything_excluded(tmp_path):
     assert "is empty" in error_of(tmp_path, "\n")
     assert "vary.init is an empty list" in error_of(tmp_path, "vary:\n  init: []\n")
@@ -234,6 +263,90 @@ def test_set_overrides_are_parsed_as_yaml_scalars():
         parse_overrides(["epochs"])
 
 
+def test_a_list_or_mapping_where_one_value_is_expected_names_line_field_value_and_options(tmp_path):
+    message = error_of(tmp_path, """
+        preset: [cifar100-10]
+        vary:
+          preset:
+            - cifar100-5
+            - {cifar100-20: 1}
+          init: [[erk, uniform]]
+        include:
+          - {growth: [random, gradient]}
+    """)
+    assert "4 problems" in message and "Nothing was run" in message
+    assert "line 1: preset must be a single value, not a list (['cifar100-10']); valid: cifar100-5, cifar100-10" in message
+    assert "line 5: preset must be a single value, not a mapping ({'cifar100-20': 1}); valid: cifar100-5" in message
+    assert "line 6: init must be a single value, not a list (['erk', 'uniform']); valid: erk, uniform" in message
+    assert "line 8: growth must be a single value, not a list (['random', 'gradient']); valid: gradient, " \
+           "momentum, random, unfired" in message
+    message = error_of(tmp_path, "vary:\n  preset: {cifar100-5: x}\nname: [a]\n")
+    assert "line 2: preset must be a single value, not a mapping ({'cifar100-5': 'x'})" in message
+    assert "line 3: name must be a text, not a list" in message
+    message = error_of(tmp_path, "vary:\n  epochs: [1, 2]\nexclude:\n  - {epochs: [1]}\n")
+    assert "line 4: epochs must be a single value, not a list ([1]); valid: an integer" in message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("resources: {cpus: .inf}", "resources.cpus must be a finite number greater than 0"),
+    ("resources: {cpus: .nan}", "resources.cpus must be a finite number greater than 0"),
+    ("resources: {cpus: 0}", "resources.cpus must be a finite number greater than 0"),
+    ("resources: {gpus: .inf}", "resources.gpus must be a finite number of at least 0"),
+    ("resources: {gpus: -0.5}", "resources.gpus must be a finite number of at least 0"),
+    ("resources: {gpus: [1]}", "resources.gpus must be a finite number of at least 0"),
+    ("resources: {cpus: 0.00001}", "resources.cpus must be 0 or at least 0.0001"),
+])
+def test_bad_ray_resources_in_the_grid_are_grid_errors(tmp_path, text, expected):
+    message = error_of(tmp_path, text + "\n")
+    assert f"line 1: {expected}" in message
+
+
+def test_fractional_resources_are_accepted(tmp_path):
+    grid = load_grid(write(tmp_path, "resources: {cpus: 0.5, gpus: 0.25}\n"))
+    assert grid.resources == {"cpus": 0.5, "gpus": 0.25}
+
+
+def test_absurdly_many_runs_are_refused_before_expanding(tmp_path):
+    assert "at most 100000 runs" in error_of(tmp_path, "seeds: 9223372036854775808\n")
+    text = "vary:\n" + "".join(f"  {f}: [{', '.join(str(i) for i in range(1, 12))}]\n"
+                                for f in ("epochs", "update_frequency", "seed"))
+    text += "".join(f"  {f}: [{', '.join(str(i / 100) for i in range(1, 12))}]\n" for f in ("lr", "weight_decay"))
+    assert "expands to 161051 runs" in error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--executor", "ray", "--cpus-per-run", "-1"], "--cpus-per-run must be a finite number greater than 0"),
+    (["--executor", "ray", "--cpus-per-run", "inf"], "--cpus-per-run must be a finite number greater than 0"),
+    (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be a finite number greater than 0"),
+    (["--executor", "ray", "--gpus-per-run", "nan"], "--gpus-per-run must be a finite number of at least 0"),
+    (["--executor", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be a finite number of at least 0"),
+    (["--address", "auto"], "--address only applies to --executor ray"),
+    (["--cpus-per-run", "2", "--gpus-per-run", "1"], "--cpus-per-run, --gpus-per-run only apply to --executor ray"),
+    (["--executor", "local", "--gpus-per-run", "0.5"], "--gpus-per-run only applies to --executor ray"),
+])
+def test_bad_executor_options_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch, args, expected):
+    from dstcl.cli.main import main
+    from dstcl.sweep import runner
+
+    monkeypatch.setattr(runner, "load_plan", lambda *a, **k: pytest.fail("the grid was read before the options"))
+    path = write(tmp_path, "base: {epochs: 1, tasks: 2}\n")
+    for dry_run in ([], ["--dry-run"]):
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), *args, *dry_run]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and expected in " ".join(err.split()), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
+    from dstcl.sweep import ray_executor
+
+    monkeypatch.setattr(ray_executor, "import_ray", lambda: pytest.fail("Ray was started"))
+    with pytest.raises(DstclError, match="cpus per run must be a finite number"):
+        ray_executor.run_ray([], cpus=float("inf"))
+    with pytest.raises(DstclError, match="gpus per run must be a finite number"):
+        ray_executor.run_ray([], gpus=-1.0)
+
+
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
                  "adaptive-growth": 54, "smoke-digits": 16}
@@ -268,7 +381,7 @@ def test_every_config_field_is_classified_for_the_run_hash():
     """
     from dstcl.sweep.hashing import NON_RESULT_FIELDS, result_settings
 
-    result_fields = {"dataset", "tasks", "class_order", "num_classes", "image_size", "backbone", "width", "stem",
+    result_fields = {"dataset", "tasks", "class_order", "num_classes", "image_size", "split", "backbone", "width", "stem",
                      "bn", "init", "growth", "sparsity", "drop", "drop_rate", "drop_schedule", "update_frequency",
                      "free_init", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed"}
     assert set(RunConfig.__dataclass_fields__) == result_fields | NON_RESULT_FIELDS

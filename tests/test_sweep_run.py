@@ -17,14 +17,27 @@ from dstcl.sweep import format_summary, load_plan, run_sweep
 from dstcl.sweep.jobs import CONFIG_NAME, LOG_NAME, Job, prepare_job
 from dstcl.sweep.local import slot_environment
 
+# The include entry is a valid configuration that fails only when it runs: its data set (CIFAR-10)
+# is read from data_dir, which holds CIFAR-10's files, all corrupt. digits ignores data_dir.
 GRID = """
 name: tiny
-base: {epochs: 1, tasks: 2, device: cpu}
+base: {{epochs: 1, tasks: 2, device: cpu, data_dir: {data_dir}, download: false}}
 vary:
   sparsity: [0.8, 0.9]
 include:
-  - {tasks: 3}          # 10 digit classes cannot be split into 3 tasks: this run fails
+  - {{dataset: cifar10}}     # fails at run time: unreadable data files
 """
+CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta")
+
+
+def corrupt_cifar10(root: Path) -> Path:
+    """A data folder with CIFAR-10's layout whose files are not pickles (a damaged download)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in CIFAR10_FILES:
+        (folder / name).write_bytes(b"not a pickle\n")
+    return root
 
 
 def _has(module: str) -> bool:
@@ -39,7 +52,8 @@ def _has(module: str) -> bool:
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     grid = root / "grid.yaml"
-    grid.write_text(textwrap.dedent(GRID))
+    data_dir = corrupt_cifar10(root / "data")
+    grid.write_text(textwrap.dedent(GRID.format(data_dir=json.dumps(str(data_dir)))))
     out = root / "out"
     tensorboard = root / "tb" if _has("tensorboard") else None
     lines: list[str] = []
@@ -50,10 +64,11 @@ def sweep(tmp_path_factory):
 def test_a_failing_run_is_recorded_and_the_others_complete(sweep):
     grid, out, result, _, lines = sweep
     by_status = {o.label: o.status for o in result.outcomes}
-    assert by_status == {"sparsity=0.8": "completed", "sparsity=0.9": "completed", "tasks=3": "failed"}
+    assert by_status == {"sparsity=0.8": "completed", "sparsity=0.9": "completed", "dataset=cifar10": "failed"}
     failed = result.failed[0]
-    assert "cannot be split into 3 tasks" in failed.message and failed.returncode == 2
-    assert "cannot be split" in (out / failed.id / LOG_NAME).read_text()
+    assert "is not a readable CIFAR pickle" in failed.message and failed.returncode == 2
+    assert "is not a readable CIFAR pickle" in " ".join((out / failed.id / LOG_NAME).read_text().split())
+    assert not (out / failed.id / "metrics.json").exists()  # it failed reading its data, before training
     for outcome in result.outcomes:
         if outcome.status == "completed":
             metrics = json.loads((out / outcome.id / "metrics.json").read_text())
@@ -70,7 +85,8 @@ def test_run_directory_is_the_config_hash_and_repeatable_by_hand(sweep):
     _, specs = load_plan(grid)
     for spec in specs:
         assert (out / spec.id / CONFIG_NAME).is_file()
-    done = [s for s in specs if s.config.tasks == 2]
+    done = [s for s in specs if s.config.dataset == "digits"]
+    assert len(done) == 2
     for spec in done:
         saved = json.loads((out / spec.id / "config.json").read_text())
         assert saved["sparsity"] == spec.config.sparsity and saved["epochs"] == 1
@@ -94,7 +110,7 @@ def test_dry_run_lists_runs_and_runs_nothing(sweep, capsys, tmp_path):
     assert main(["sweep", str(grid), "--out", str(out), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("skip (completed)") == 2
-    assert re.search(r"^[0-9a-f]{12}\s+run\s+tasks=3$", printed, re.M)
+    assert re.search(r"^[0-9a-f]{12}\s+run\s+dataset=cifar10$", printed, re.M)
     assert main(["sweep", str(grid), "--out", str(tmp_path / "fresh"), "--dry-run"]) == 0
     assert not (tmp_path / "fresh").exists()
 
@@ -159,6 +175,26 @@ def test_unfinished_run_without_checkpoint_restarts_clean(tmp_path):
     assert "--config" in job.args and "--resume" not in job.args
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([LOG_NAME, CONFIG_NAME])
     assert json.loads((run_dir / CONFIG_NAME).read_text())["progress"] is False
+
+
+def test_sweep_config_is_written_atomically(tmp_path, monkeypatch):
+    import dstcl.io
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base: {epochs: 1, tasks: 2}\n")
+    _, (spec,) = load_plan(grid)
+    replaced = []
+    original = os.replace
+
+    def spy(src, dst, *args, **kwargs):
+        replaced.append(Path(dst))
+        return original(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(dstcl.io.os, "replace", spy)  # every dstcl.io atomic write ends in os.replace
+    prepare_job(spec, tmp_path / "out")
+    config_path = (tmp_path / "out" / spec.id / CONFIG_NAME).resolve()
+    assert replaced == [config_path]
+    assert json.loads(config_path.read_text())["epochs"] == 1
 
 
 def test_slot_environment_pins_one_gpu_per_slot_or_shares_cpus():

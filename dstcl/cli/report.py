@@ -34,18 +34,24 @@ def add_parser(sub) -> None:
     parser.add_argument("--plots", metavar="OUT", help="write PNG figures into folder OUT (needs matplotlib)")
 
 
+EXTENSIONS = {"markdown": "md", "csv": "csv", "latex": "tex"}
+
+
 def execute(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_text
     from ..report import METRICS, build_report, collect, render
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise DstclError(f"--metrics: unknown metric {unknown[0] if unknown else '(none)'!r}; valid: {', '.join(METRICS)}.")
-    report = build_report(collect(args.dirs), metrics)
+    check_output_paths(args.output, args.plots, args.format)
+    collection = collect(args.dirs)
+    for kept, duplicate in collection.duplicates:
+        warn(f"{duplicate} is a duplicate of {kept} (same settings and seed); counted once, from {kept}.")
+    report = build_report(collection, metrics)
     text = render(report, args.format, per_run=args.per_run)
     if args.output:
-        atomic_write_text(args.output, text if text.endswith("\n") else text + "\n")
+        write_output(Path(args.output), text if text.endswith("\n") else text + "\n", args.format)
         print(f"report written to {args.output}")
     else:
         print(text)
@@ -55,3 +61,47 @@ def execute(args: argparse.Namespace) -> int:
         files = write_plots(report, Path(args.plots))
         print(f"{len(files)} figures written to {args.plots}")
     return 0
+
+
+def check_output_paths(output: str | None, plots: str | None, fmt: str) -> None:
+    """Refuse an -o that is a folder and a --plots that is a file before any work is done."""
+    if output is not None:
+        path = Path(output)
+        if path.is_dir():
+            raise DstclError(
+                f"-o {path} is a folder; -o takes the name of the file to write, e.g. -o "
+                f"{path / ('report.' + EXTENSIONS.get(fmt, 'txt'))}. Nothing was written."
+            )
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise DstclError(f"-o {path}: {parent} is a file, not a folder, so {path} cannot be created; give a "
+                             "path in a folder you can write to. Nothing was written.")
+    if plots is not None:
+        path = Path(plots)
+        if path.exists() and not path.is_dir():
+            raise DstclError(
+                f"--plots {path} is a file; --plots takes a folder to write the PNG figures into (it is created "
+                "if missing), e.g. --plots figures/. Nothing was written."
+            )
+
+
+def write_output(path: Path, text: str, fmt: str) -> None:
+    from ..io import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DstclError(
+            f"cannot write the report to {path}: {reason}. Give -o a file in a folder you can write to (e.g. -o "
+            f"report.{EXTENSIONS.get(fmt, 'txt')}), or leave -o out to print the report."
+        ) from None
+
+
+def warn(message: str) -> None:
+    """Print ``dstcl: warning: message`` wrapped as one paragraph on stderr (the report itself goes on)."""
+    import sys
+    import textwrap
+
+    print(textwrap.fill(f"dstcl: warning: {message}", width=100, break_long_words=False, break_on_hyphens=False),
+          file=sys.stderr)

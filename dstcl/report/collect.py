@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DstclError
+from ..sweep.hashing import config_hash
 
 
 class ReportError(DstclError):
@@ -65,6 +66,9 @@ class Collection:
     unfinished: list[RunRecord] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
+    # (kept, duplicate): completed runs with the same result settings and seed as an earlier one
+    # (a run copied into two folders, or one config run twice); only the first counts.
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
@@ -87,9 +91,14 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def collect(paths: Iterable[str | Path]) -> Collection:
-    """Read every run under ``paths``; raise a clear ReportError when there is none."""
+    """Read every run under ``paths``; raise a clear ReportError when there is none.
+
+    Completed runs with the same result settings and seed (the same run copied into two folders, or
+    one configuration run twice) count once: the first in path order; the others go to ``duplicates``.
+    """
     paths = list(paths)
     out = Collection(sources=[Path(p) for p in paths])
+    first: dict[str, Path] = {}
     for path in find_run_dirs(paths):
         config = _read_json(path / "config.json")
         metrics = _read_json(path / "metrics.json")
@@ -97,7 +106,15 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             out.unreadable.append((path, "config.json or metrics.json is not a readable JSON object"))
             continue
         record = RunRecord(path, config, metrics)
-        (out.completed if record.completed else out.unfinished).append(record)
+        if not record.completed:
+            out.unfinished.append(record)
+            continue
+        key = config_hash(config)  # every setting that can change results, the seed included
+        if key in first:
+            out.duplicates.append((first[key], path))
+            continue
+        first[key] = path
+        out.completed.append(record)
     if not out.completed:
         where = ", ".join(str(p) for p in paths)
         if out.unfinished or out.unreadable:

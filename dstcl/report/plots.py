@@ -15,11 +15,13 @@ Written under the ``--plots`` folder:
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..io import atomic_write_bytes
 from .aggregate import Group, stat, varying_fields
 from .collect import ReportError, RunRecord
 from .render import Report, col_label, fmt_value, init_label, split_label
@@ -250,11 +252,19 @@ def _used_density(run: RunRecord) -> dict[str, float] | None:
 
 
 def _save(plt: Any, fig: Any, path: Path, tight: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if tight:
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Render ``fig`` to PNG in memory, then write it atomically (no half-written figure on a crash)."""
+    try:
+        if tight:
+            fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise ReportError(f"cannot write the figure {path}: {exc.strerror or exc}. Give --plots a folder you "
+                          "can write to.") from None
     return path
 
 

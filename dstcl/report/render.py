@@ -101,7 +101,9 @@ def to_markdown(report: Report, *, per_run: bool = False) -> str:
         f"{len(c.completed)} completed run{'s' if len(c.completed) != 1 else ''} in {len(report.groups)} "
         f"configuration{'s' if len(report.groups) != 1 else ''} (seeds {', '.join(map(str, seeds)) or '–'}) from "
         f"{', '.join(f'`{p}`' for p in c.sources)}."
-        + (f" {len(c.unfinished)} unfinished run(s) not included (listed at the end)." if c.unfinished else ""),
+        + (f" {len(c.unfinished)} unfinished run(s) not included (listed at the end)." if c.unfinished else "")
+        + (f" {len(c.duplicates)} duplicate run(s) (same settings and seed as another) counted once (listed at "
+           "the end)." if c.duplicates else ""),
         "",
         "Each cell: mean ± sample standard deviation over seeds (no ± with one seed); best mean of each "
         "column in bold; (n=k) marks a configuration with fewer seeds than the others. Formulas: docs/metrics.md.",
@@ -131,7 +133,7 @@ def to_markdown(report: Report, *, per_run: bool = False) -> str:
     lines += _markdown_configurations(report)
     if per_run:
         lines += _markdown_runs(report)
-    if c.unfinished or c.unreadable:
+    if c.unfinished or c.unreadable or c.duplicates:
         lines += ["## Not included", ""]
         for run in c.unfinished:
             done = run.metrics.get("tasks_completed")
@@ -139,6 +141,8 @@ def to_markdown(report: Report, *, per_run: bool = False) -> str:
             lines.append(f"- `{run.path}`: {run.status}" + (f" ({done}/{total} tasks)" if done is not None else ""))
         for path, reason in c.unreadable:
             lines.append(f"- `{path}`: {reason}")
+        for kept, path in c.duplicates:
+            lines.append(f"- `{path}`: duplicate of `{kept}` (same settings and seed), counted once")
         lines.append("")
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -36,6 +37,7 @@ from .yamllines import GridError, LineDict, LineList, read_yaml_file
 
 TOP_KEYS = ("name", "description", "preset", "config", "base", "vary", "include", "exclude", "seeds", "resources")
 RESOURCE_KEYS = ("cpus", "gpus")
+MAX_RUNS = 100_000  # more points than this is a mistake in the grid (and would not fit in memory)
 # Keys a run may set: every RunConfig field, the density shorthand, and the preset.
 RUN_KEYS = (*FIELD_NAMES, "density", "preset")
 
@@ -58,6 +60,7 @@ class Grid:
     description: str | None = None
     preset: str | None = None
     config_file: Path | None = None
+    config_line: int = 0  # line of ``config:`` (where a problem that comes from the config file is reported)
     base: Mapping[str, Any] = field(default_factory=LineDict)
     vary: Mapping[str, list] = field(default_factory=LineDict)
     include: list = field(default_factory=LineList)
@@ -91,13 +94,17 @@ def parse_grid(data: Any, source: str, folder: Path | None = None,
         if key not in TOP_KEYS:
             problems.add(data.line_of(key), f"unknown key {key!r}{_suggest(key, TOP_KEYS)}; valid keys: "
                                             f"{', '.join(TOP_KEYS)}")
+    for key in ("name", "description", "config"):
+        if key in data and not is_scalar(data[key]):
+            what = "a path to a config file" if key == "config" else "a text"
+            problems.add(data.line_of(key), f"{key} must be {what}, not a {_kind(data[key])} ({_show(data[key])})")
     preset = data.get("preset")
     if preset is not None:
         message = check_value("preset", preset)
         if message:
             problems.add(data.line_of("preset"), message)
     config_file = None
-    if data.get("config") is not None:
+    if data.get("config") is not None and is_scalar(data["config"]):
         config_file = Path(str(data["config"])).expanduser()
         if not config_file.is_absolute() and folder is not None:
             config_file = folder / config_file
@@ -138,11 +145,18 @@ def parse_grid(data: Any, source: str, folder: Path | None = None,
         if unknown:
             problems.add(entry.line_of(unknown[0]), f"exclude entry {i + 1} names {unknown[0]!r}, which is not "
                                                     f"varied; exclude can only name fields of vary: "
-                                                    f"{', '.join(vary) or '(none)'}")
+                                                    f"{', '.join(str(k) for k in vary) or '(none)'}")
     problems.raise_if_any()
+    combos = math.prod(len(values) for values in vary.values()) if vary else 0
+    total = (combos + len(include) or 1) * (len(seeds) if seeds else 1)
+    if total > MAX_RUNS:
+        raise GridError(f"grid file {source} expands to {total} runs ({combos} combinations of vary, "
+                        f"{len(include)} include entries, {len(seeds) if seeds else 1} seeds); at most {MAX_RUNS} "
+                        "runs per grid. Vary fewer fields or values, or split the grid. Nothing was run.")
     grid = Grid(
         source=source, name=_optional_str(data.get("name")), description=_optional_str(data.get("description")),
-        preset=None if preset is None else str(preset), config_file=config_file, base=base, vary=vary,
+        preset=None if preset is None else str(preset), config_file=config_file,
+        config_line=data.line_of("config") if "config" in data else 0, base=base, vary=vary,
         include=include, exclude=exclude, seeds=seeds, seeds_line=seeds_line, resources=resources,
     )
     unused = [i for i, entry in enumerate(exclude) if not any(_matches(p, entry) for p in _product(vary))]
@@ -192,6 +206,10 @@ def check_value(key: str, value: Any) -> str | None:
     from ..models import MODELS
     from ..sparse import DROP, parse_growth
 
+    if not is_scalar(value):
+        return (f"{key} must be a single value, not a {_kind(value)} ({_show(value)}); valid: {valid_options(key)}"
+                + (f" (to try several values, list them under vary: {key}: [a, b])" if key != "preset" else
+                   " (to try several presets, list them under vary: preset: [a, b])"))
     if key == "preset":
         return None if value in PRESETS else f"unknown preset {value!r}; valid presets: {', '.join(PRESETS)}"
     if key == "density":
@@ -202,6 +220,8 @@ def check_value(key: str, value: Any) -> str | None:
         coerced = getattr(_coerce({key: value}), key)
     except ConfigError as exc:
         return str(exc).rstrip(".")
+    except OverflowError:  # an integer too large for a float
+        return f"{key} must be {valid_options(key)} in the range of a float, got {_show(value)}"
     named = {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
     if key in named and coerced is not None and coerced not in named[key]:
         return f"unknown {key} {coerced!r}; valid: {', '.join(sorted(named[key]))}"
@@ -221,6 +241,58 @@ def check_value(key: str, value: Any) -> str | None:
         except ConfigError as exc:
             return str(exc).rstrip(".")
     return None
+
+
+def is_scalar(value: Any) -> bool:
+    """True for a single YAML value (text, number, boolean, null, date), False for a list or a mapping."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return False
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def valid_options(key: str) -> str:
+    """What ``key`` accepts, in words (for error messages)."""
+    from ..config import RunConfig
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..sparse import DROP, GROW
+
+    if key == "preset":
+        return ", ".join(PRESETS)
+    if key == "density":
+        return "a number in (0, 1] (density = 1 - sparsity)"
+    named = {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
+    if key in named:
+        return ", ".join(sorted(named[key]))
+    if key in CHOICES:
+        return ", ".join(str(c) for c in CHOICES[key] if c is not None)
+    if key == "growth":
+        return f"{', '.join(sorted(GROW))}, or a schedule such as random@0-4,gradient"
+    kind = str(RunConfig.__dataclass_fields__[key].type) if key in RunConfig.__dataclass_fields__ else ""
+    if kind.startswith("int"):
+        return "an integer"
+    if kind.startswith("float"):
+        return "a number"
+    if kind.startswith("bool"):
+        return "true or false"
+    return "a text value"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Fields whose valid range does not depend on other fields, so a bad value can be reported at its line.
@@ -317,6 +389,10 @@ def _seeds(data: LineDict, problems: Problems) -> tuple[tuple[int, ...] | None, 
         if value < 1:
             problems.add(line, f"seeds must be a list of seeds or a positive count, got {value}")
             return None, line
+        if value > MAX_RUNS:
+            problems.add(line, f"seeds: {value} runs every configuration {value} times; at most {MAX_RUNS} "
+                               "runs per grid (give a list of seeds or a smaller count)")
+            return None, line
         return tuple(range(value)), line
     if not isinstance(value, list) or not value:
         problems.add(line, "seeds must be a non-empty list of integers (seeds: [0, 1, 2]) or a count (seeds: 3)")
@@ -342,12 +418,40 @@ def _resources(data: LineDict, problems: Problems) -> dict[str, float]:
     for key, amount in value.items():
         if key not in RESOURCE_KEYS:
             problems.add(value.line_of(key), f"unknown resource {key!r}; valid: {', '.join(RESOURCE_KEYS)}")
-        elif isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0 or (key == "cpus" and amount == 0):
-            problems.add(value.line_of(key), f"resources.{key} must be a {'positive' if key == 'cpus' else 'non-negative'} "
-                                             f"number, got {amount!r}")
+            continue
+        message = check_resource(key, amount, f"resources.{key}")
+        if message:
+            problems.add(value.line_of(key), message)
         else:
             out[key] = float(amount)
     return out
+
+
+RAY_RESOURCE_UNIT = 1e-4  # Ray rejects fractions of a CPU or GPU finer than this
+
+
+def check_resource(kind: str, amount: Any, name: str | None = None) -> str | None:
+    """Why ``amount`` is not a valid per-run number of ``kind`` ("cpus" or "gpus") for Ray, or None.
+
+    ``name`` is how the message calls the setting (default: ``kind``).
+
+    CPUs: a finite number above 0; GPUs: a finite number of at least 0. Fractions are allowed (0.5 CPU,
+    0.25 GPU: several runs share one), down to Ray's unit of 0.0001.
+    """
+    name = name or kind
+    if kind == "cpus":
+        wanted = "a finite number greater than 0 (fractions such as 0.5 are allowed)"
+    else:
+        wanted = "a finite number of at least 0 (fractions such as 0.25 share a GPU between runs)"
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        return f"{name} must be {wanted}, got {_show(amount)}"
+    if amount > 1e9 and amount != math.inf:  # also an integer too large for a float (math.isfinite would fail)
+        return f"{name} must be {wanted} and not more than a cluster can have, got {_show(amount)}"
+    if (isinstance(amount, float) and not math.isfinite(amount)) or amount < 0 or (kind == "cpus" and amount == 0):
+        return f"{name} must be {wanted}, got {amount!r}"
+    if 0 < amount < RAY_RESOURCE_UNIT:
+        return f"{name} must be 0 or at least {RAY_RESOURCE_UNIT:g} (Ray's smallest unit), got {amount!r}"
+    return None
 
 
 def _duplicates(values: list) -> list:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from ..io import atomic_write_json
 from .hashing import config_hash
 from .plan import DONE, RunSpec, run_status
 
@@ -80,7 +81,7 @@ def prepare_job(spec: RunSpec, out: str | Path, tensorboard: str | Path | None =
         config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
     config["progress"] = False
     config_path = run_dir / CONFIG_NAME
-    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(config_path, config)
     args = ["run", "--config", str(config_path), "--run-dir", str(run_dir), "--no-progress", *extra]
     return Job(spec.id, spec.label_text(), str(run_dir), tuple(args), uses_cuda)
 

@@ -47,11 +47,11 @@ def plan_runs(grid: Grid) -> list[RunSpec]:
     for point in points:
         try:
             cfg = resolve(point.settings, preset=point.preset, config_file=grid.config_file)
-        except ConfigError as exc:
-            message = str(exc).rstrip(".")
+        except (ConfigError, OverflowError) as exc:  # OverflowError: a number from the config file too large
+            message = str(exc).rstrip(".") if isinstance(exc, ConfigError) else f"a number is too large ({exc})"
             if message not in failed:  # report each distinct problem once, not once per seed
                 failed.add(message)
-                problems.add(_line_for(point, message), f"the run {_describe(point)} ({point.origin}) is invalid: {message}")
+                problems.add(_line_for(point, message, grid.config_line), f"the run {_describe(point)} ({point.origin}) is invalid: {message}")
             continue
         spec = RunSpec(config_hash(cfg), cfg, _label(point, cfg), point.origin)
         if spec.id not in seen:
@@ -97,15 +97,21 @@ def _describe(point: Point) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + "}" if shown else "of the base"
 
 
-def _line_for(point: Point, message: str) -> int:
-    """The line of the key the message is about: varied keys first, the key it starts with first."""
+def _line_for(point: Point, message: str, config_line: int = 0) -> int:
+    """The line of the key the message is about: varied keys first, the key it starts with first.
+
+    A message about no key of the point comes from the grid's config file (its ``config:`` line) when
+    there is one, else from the first key (line 1 when the point has none: line 0 means --set).
+    """
     keys = [k for k in point.varied if k in point.lines] + [k for k in point.lines if k not in point.varied]
     tests = (lambda k: message.startswith(k), lambda k: f" {k} " in f" {message} " or f"{k!r}" in message)
     for test in tests:
         for key in keys:
             if test(key):
                 return point.lines[key]
-    return point.lines[keys[0]] if keys else 0
+    if config_line:
+        return config_line
+    return point.lines[keys[0]] if keys else 1
 
 
 def _short(value: Any) -> str:

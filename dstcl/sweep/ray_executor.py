@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..errors import DstclError
+from .grid import check_resource
 from .jobs import Job, Outcome, execute_job
 
 
@@ -44,6 +45,10 @@ def run_ray(
     ``address`` (``auto`` = the running cluster) or starts a local instance, and shuts it down at the end.
     ``gpus=None`` gives each CUDA-capable run one GPU when the cluster has GPUs, else none.
     """
+    for flag, kind, value in (("cpus", "cpus", cpus), ("gpus", "gpus", gpus)):
+        message = None if value is None else check_resource(kind, value, f"{flag} per run")
+        if message:
+            raise DstclError(f"{message}.")
     ray = import_ray()
     started_here = False
     if not ray.is_initialized():

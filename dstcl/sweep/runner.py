@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import DstclError
 from ..io import atomic_write_json
-from .grid import Grid, load_grid
+from .grid import Grid, check_resource, load_grid
 from .jobs import Outcome, can_resume, is_locked, prepare_job, skipped_outcome
 from .plan import DONE, RunSpec, plan_runs, run_status
 
@@ -58,6 +58,7 @@ def run_sweep(
         raise DstclError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}.")
     if jobs < 1:
         raise DstclError(f"--jobs must be at least 1, got {jobs}.")
+    check_executor_options(executor, address, cpus, gpus)
     grid, specs = load_plan(grid_path, overrides)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -93,6 +94,25 @@ def run_sweep(
     ordered = [by_id.get(spec.id) or skipped_outcome(spec, out) for spec in specs]
     write_manifest(out, grid, specs, statuses, by_id)
     return SweepResult(grid, specs, ordered)
+
+
+def check_executor_options(executor: str, address: str | None, cpus: float | None, gpus: float | None) -> None:
+    """Reject Ray options given with the local executor, and per-run resources Ray would refuse, up front."""
+    if executor != "ray":
+        given = [flag for flag, value in (("--address", address), ("--cpus-per-run", cpus), ("--gpus-per-run", gpus))
+                 if value is not None]
+        if given:
+            raise DstclError(
+                f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --executor ray; this sweep runs "
+                f"with --executor {executor}, where {'it' if len(given) == 1 else 'they'} would be ignored. Add "
+                "--executor ray, or drop the option (locally, --jobs N sets how many runs go at once)."
+            )
+        return
+    for flag, kind, value in (("--cpus-per-run", "cpus", cpus), ("--gpus-per-run", "gpus", gpus)):
+        if value is not None:
+            message = check_resource(kind, value, flag)
+            if message:
+                raise DstclError(f"{message}. Nothing was run.")
 
 
 def planned_action(spec: RunSpec, out: str | Path, status: str) -> str:
