@@ -203,7 +203,7 @@ def _number(name: str, value: Any) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a number, got {value!r}.") from None
     if not math.isfinite(number):
         raise ConfigError(f"{name} must be a finite number, got {value!r}.")

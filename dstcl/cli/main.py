@@ -62,6 +62,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         error("interrupted; completed work is kept in the run directory.")
         return 130
+    except BrokenPipeError:
+        raise  # the reader of our output left: handled quietly by main()
     except OSError as exc:  # disk full, permissions, a path that is a file: what the system said, no traceback
         where = f" {exc.filename}" if exc.filename else ""
         error(f"a file operation failed{where}: {exc.strerror or exc}. Completed work is kept; fix the path or "
