@@ -203,7 +203,11 @@ def _number(name: str, value: Any) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}.")
     try:
         number = float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an integer beyond float range
+        shown = str(value)
+        raise ConfigError(f"{name} must be a number in the range of a float, got "
+                          f"{shown[:24] + '...' if len(shown) > 24 else shown}.") from None
+    except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}.") from None
     if not math.isfinite(number):
         raise ConfigError(f"{name} must be a finite number, got {value!r}.")

@@ -216,7 +216,7 @@ def test_a_problem_from_the_config_file_names_the_config_line(tmp_path):
     assert "1 problem: line 3: the run {seed: 0} (base) is invalid: tasks must divide" in message
     (tmp_path / "base.yaml").write_text("lr: 1" + "0" * 400 + "\n")  # too large for a float
     message = error_of(tmp_path, "config: base.yaml\n")
-    assert "line 1: the run of the base (base) is invalid: a number is too large" in message
+    assert "line 1: the run of the base (base) is invalid: lr must be a number in the range of a float" in message
     message = error_of(tmp_path, "base: {lr: 1" + "0" * 400 + "}\n")
     assert "line 1: lr must be a number in the range of a float, got 1000" in message
 
