@@ -32,7 +32,7 @@ import torch
 from . import faults, metrics
 from .checkpoint import CheckpointWarning, Checkpointer
 from .config import RunConfig, resolve, sparse_config
-from .sweep.hashing import config_hash
+from .hashing import config_hash
 from .data import BatchAugment, load_dataset, make_tasks
 from .errors import ConfigError, DstclError
 from .models import build_model, output_weight, set_task
@@ -212,7 +212,8 @@ class Experiment:
     def _restore(self, payload: dict) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:
             raise DstclError(f"checkpoint version {payload.get('version')} is not supported by this dstcl.")
-        if payload.get("config", config_hash(self.cfg)) != config_hash(self.cfg):
+        saved = payload.get("config")  # absent in checkpoints written before the hash was recorded
+        if saved is not None and saved != config_hash(self.cfg):
             raise DstclError(
                 "the newest checkpoint in this run directory was written by a run with other settings than its "
                 "config.json (the folder was reused); resuming would continue the wrong run. Start it again "

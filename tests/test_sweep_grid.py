@@ -379,7 +379,7 @@ def test_every_config_field_is_classified_for_the_run_hash():
     Forgetting it would either split finished sweeps (a logging knob in the hash) or merge different
     runs (a result-changing field left out); this test fails until the field is added below.
     """
-    from dstcl.sweep.hashing import NON_RESULT_FIELDS, result_settings
+    from dstcl.hashing import NON_RESULT_FIELDS, result_settings
 
     result_fields = {"dataset", "tasks", "class_order", "num_classes", "image_size", "split", "backbone", "width", "stem",
                      "bn", "init", "growth", "sparsity", "drop", "drop_rate", "drop_schedule", "update_frequency",

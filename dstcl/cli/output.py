@@ -8,5 +8,14 @@ import textwrap
 
 def error(message: str) -> None:
     """Print ``dstcl: error: message`` wrapped as one paragraph on stderr."""
-    text = textwrap.fill(f"dstcl: error: {message}", width=100, break_long_words=False, break_on_hyphens=False)
+    _paragraph("error", message)
+
+
+def warn(message: str) -> None:
+    """Print ``dstcl: warning: message`` wrapped as one paragraph on stderr (the command goes on)."""
+    _paragraph("warning", message)
+
+
+def _paragraph(kind: str, message: str) -> None:
+    text = textwrap.fill(f"dstcl: {kind}: {message}", width=100, break_long_words=False, break_on_hyphens=False)
     print(text, file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DstclError
+from .output import warn
 
 EPILOG = """examples:
   dstcl report sweeps/cifar100-10                       Markdown tables on stdout
@@ -97,11 +98,3 @@ def write_output(path: Path, text: str, fmt: str) -> None:
             f"report.{EXTENSIONS.get(fmt, 'txt')}), or leave -o out to print the report."
         ) from None
 
-
-def warn(message: str) -> None:
-    """Print ``dstcl: warning: message`` wrapped as one paragraph on stderr (the report itself goes on)."""
-    import sys
-    import textwrap
-
-    print(textwrap.fill(f"dstcl: warning: {message}", width=100, break_long_words=False, break_on_hyphens=False),
-          file=sys.stderr)

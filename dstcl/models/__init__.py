@@ -115,12 +115,14 @@ def output_weight(model: nn.Module, num_classes: int) -> str:
     The sparse learner splits its rows among tasks (task t owns only the rows of its classes).
     """
     linears = [(f"{n}.weight" if n else "weight", m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears or linears[-1][1].out_features != num_classes:
-        raise ConfigError(
-            f"the network's last layer must be a Linear classifier over the {num_classes} classes "
-            f"(found {type(linears[-1][1]).__name__ + ' with ' + str(linears[-1][1].out_features) + ' outputs' if linears else 'no Linear layer'})."
-        )
-    return linears[-1][0]
+    if not linears:
+        raise ConfigError(f"the network has no Linear layer; its last layer must be a Linear classifier over the "
+                          f"{num_classes} classes.")
+    name, last = linears[-1]
+    if last.out_features != num_classes:
+        raise ConfigError(f"the network's last Linear layer ({name}) has {last.out_features} outputs; it must be the "
+                          f"classifier over the {num_classes} classes.")
+    return name
 
 
 def _lookup(name: str) -> Builder:

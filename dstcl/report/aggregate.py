@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..config import FIELD_NAMES
-from ..sweep.hashing import NON_RESULT_FIELDS, canonical_value
+from ..hashing import NON_RESULT_FIELDS, canonical_value
 from .collect import RunRecord
 
 METRICS = ("acc", "bwt", "fwt", "fwt_reference")

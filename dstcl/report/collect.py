@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DstclError
-from ..sweep.hashing import config_hash
+from ..hashing import config_hash
 
 
 class ReportError(DstclError):

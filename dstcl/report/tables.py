@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..config import CHOICES
-from ..sweep.hashing import canonical_value
+from ..hashing import canonical_value
 from .aggregate import Group, varying_fields
 
 ROW_KEYS = ("init", "growth")

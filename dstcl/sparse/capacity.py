@@ -37,7 +37,9 @@ def layer_capacity(
     was_owned = owner_before >= 0
     active = int(mask.sum())
     reused = int((mask & was_owned).sum())
-    taken = mask & ~was_owned if claims is None else mask & ~was_owned & claims
+    taken = mask & ~was_owned
+    if claims is not None:
+        taken &= claims
     new = int(taken.sum())
     owned_after = int(was_owned.sum()) + new
     return LayerCapacity(

@@ -365,7 +365,9 @@ class SparseLearner:
                 report.append(layer_capacity(state.name, state.owner, layer.mask, claims))
                 state.values.copy_(torch.where(layer.frozen, state.values, param.detach()))
                 taken = layer.mask & ~layer.frozen
-                state.owner[taken if claims is None else taken & claims] = self.task
+                if claims is not None:
+                    taken &= claims
+                state.owner[taken] = self.task
                 state.masks.append(layer.mask.clone())
         full = newly_full(report)
         last = self.num_tasks is not None and self.task == self.num_tasks - 1

@@ -202,9 +202,7 @@ def expand(grid: Grid) -> list[Point]:
 def check_value(key: str, value: Any) -> str | None:
     """Why ``value`` is not valid for ``key`` (with the valid options), or None if it is."""
     from ..config import _coerce
-    from ..data import DATASETS
-    from ..models import MODELS
-    from ..sparse import DROP, parse_growth
+    from ..sparse import parse_growth
 
     if not is_scalar(value):
         return (f"{key} must be a single value, not a {_kind(value)} ({_show(value)}); valid: {valid_options(key)}"
@@ -222,7 +220,7 @@ def check_value(key: str, value: Any) -> str | None:
         return str(exc).rstrip(".")
     except OverflowError:  # an integer too large for a float
         return f"{key} must be {valid_options(key)} in the range of a float, got {_show(value)}"
-    named = {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
+    named = _registries()
     if key in named and coerced is not None and coerced not in named[key]:
         return f"unknown {key} {coerced!r}; valid: {', '.join(sorted(named[key]))}"
     if key in CHOICES and coerced not in CHOICES[key]:
@@ -257,15 +255,13 @@ def is_scalar(value: Any) -> bool:
 def valid_options(key: str) -> str:
     """What ``key`` accepts, in words (for error messages)."""
     from ..config import RunConfig
-    from ..data import DATASETS
-    from ..models import MODELS
-    from ..sparse import DROP, GROW
+    from ..sparse import GROW
 
     if key == "preset":
         return ", ".join(PRESETS)
     if key == "density":
         return "a number in (0, 1] (density = 1 - sparsity)"
-    named = {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
+    named = _registries()
     if key in named:
         return ", ".join(sorted(named[key]))
     if key in CHOICES:
@@ -280,6 +276,15 @@ def valid_options(key: str) -> str:
     if kind.startswith("bool"):
         return "true or false"
     return "a text value"
+
+
+def _registries() -> dict[str, Mapping[str, Any]]:
+    """Fields whose valid values are the names in a registry (imported late: plugins may add names)."""
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..sparse import DROP
+
+    return {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
 
 
 def _kind(value: Any) -> str:

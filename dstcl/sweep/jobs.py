@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ..io import atomic_write_json
-from .hashing import config_hash
+from ..hashing import config_hash
 from .plan import DONE, RunSpec, run_status
 
 CONFIG_NAME = "sweep-config.json"  # the resolved config the run was started with

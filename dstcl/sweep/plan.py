@@ -11,7 +11,7 @@ from ..config import RunConfig, resolve
 from ..errors import ConfigError
 from .grid import Grid, Point, Problems, expand
 from .yamllines import GridError
-from .hashing import config_hash
+from ..hashing import config_hash
 
 DONE = "completed"
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from ..config import RunConfig
+from .config import RunConfig
 
 # Where and how a run executes, not what it computes. A new RunConfig field that cannot change
 # results (a path, a logging or checkpointing knob) belongs here, or it splits finished sweeps.
