@@ -38,7 +38,7 @@ from .errors import ConfigError, DstclError
 from .models import build_model, output_weight, set_task
 from .rundir import RunDir, environment, run_status
 from .sparse import CapacityWarning, SparseLearner
-from .train.evaluate import EVAL_BATCH_SIZE, accuracy
+from .train.evaluate import EVAL_BATCH_SIZE, EvalSet, accuracy
 from .train.trainer import TaskTrainer, TrainConfig
 
 CHECKPOINT_VERSION = 1
@@ -186,7 +186,7 @@ class Experiment:
     def _accuracy(self, weights_of: int, data_of: int, head: int) -> float:
         set_task(self.model, weights_of)
         t = self.on_device[data_of]
-        return accuracy(self.model, t.test_x, t.test_y, self.heads[head], self._prepare,
+        return accuracy(self.model, t.test, self.heads[head], self._prepare,
                         batch_size=EVAL_BATCH_SIZE, device=self.device)
 
     def _evaluate_after(self, i: int) -> None:
@@ -358,12 +358,11 @@ class Experiment:
 class _DeviceTask:
     train_x: torch.Tensor
     train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    test: EvalSet  # in its canonical class-mixed order (never the order the reader stored)
 
 
 def _to_device(task, device: torch.device) -> _DeviceTask:
-    return _DeviceTask(task.train_x.to(device), task.train_y.to(device), task.test_x.to(device), task.test_y.to(device))
+    return _DeviceTask(task.train_x.to(device), task.train_y.to(device), EvalSet(task.test_x, task.test_y).to(device))
 
 
 def _progress_factory(enabled: bool):

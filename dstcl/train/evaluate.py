@@ -1,25 +1,90 @@
 """Task-incremental evaluation: accuracy of one task's test set through one task's subnetwork.
 
-Deterministic by construction: fixed batch size (BatchNorm uses batch statistics, so accuracy depends
-on how the test set is batched), fixed order, no test-time augmentation. Evaluating the same weights
-twice gives the same number, which is what makes BWT exactly 0 under parameter isolation.
+BatchNorm uses batch statistics at test time (the paper), so what a test batch holds changes the
+answer: a batch of one class is normalised with that class's own mean, which removes exactly what
+tells the classes apart (on real miniImageNet, whose reader stores test images by class, that halved
+the measured accuracy). So a test set is always walked in one **canonical order** (:class:`EvalSet`):
+
+* repeatable: a fixed batch size and an order fixed by the data alone, no test-time augmentation;
+  evaluating the same weights twice gives the same number, which is what makes BWT exactly 0;
+* unbiased: every batch holds the task's classes in proportion (a stratified interleave), as a
+  random training batch does on average;
+* independent of storage: the order is a function of the set of (image, label) pairs, not of the
+  order a reader returns them in (within a class, images are ordered by a hash of their bytes).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 EVAL_BATCH_SIZE = 128
 
 
+def content_keys(x: torch.Tensor) -> np.ndarray:
+    """One 64-bit key per image: the BLAKE2b hash of its bytes (equal only for byte-identical images)."""
+    flat = np.ascontiguousarray(x.detach().cpu().reshape(len(x), -1).numpy())
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "little") for row in flat),
+        dtype=np.uint64, count=len(flat),
+    )
+
+
+def canonical_order(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The permutation that puts a test set into its canonical, class-mixed order.
+
+    Within each class the images are ordered by :func:`content_keys`; image ``k`` of the ``n_c``
+    images of class ``c`` gets the position ``(2k + 1) / (2 n_c)`` in [0, 1), and the whole set is
+    sorted by position (then label, then key). Every stretch of the result, a batch included, holds
+    each class in proportion to its size (classes of equal size take turns). Byte-identical images
+    of one class tie; their order cannot change a result.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels")
+    n = len(y)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    keys = content_keys(x)
+    labels = y.detach().cpu().numpy().astype(np.int64)
+    position = np.empty(n, dtype=np.float64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        members = members[np.argsort(keys[members], kind="stable")]
+        # (2k+1)/(2n) is correctly rounded, so equal fractions of different classes compare equal
+        position[members] = (2.0 * np.arange(len(members)) + 1.0) / (2.0 * len(members))
+    order = np.lexsort((keys, labels, position))  # the last key is the primary one
+    return torch.from_numpy(order.astype(np.int64))
+
+
+class EvalSet:
+    """A test set held in its canonical order (see the module doc); the only input :func:`accuracy` takes."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        order = canonical_order(x, y)
+        self.x, self.y = x[order.to(x.device)], y[order.to(y.device)]
+
+    @classmethod
+    def _ordered(cls, x: torch.Tensor, y: torch.Tensor) -> "EvalSet":
+        out = cls.__new__(cls)
+        out.x, out.y = x, y
+        return out
+
+    def to(self, device: torch.device | str) -> "EvalSet":
+        """The same set (same order) on ``device``."""
+        return EvalSet._ordered(self.x.to(device), self.y.to(device))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
 @torch.no_grad()
 def accuracy(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: EvalSet,
     logit_slice: slice,
     prepare: Callable[[torch.Tensor], torch.Tensor],
     *,
@@ -28,19 +93,21 @@ def accuracy(
 ) -> float:
     """Top-1 accuracy in percent, the argmax taken over the logits in ``logit_slice`` only.
 
-    ``x`` is uint8 (any device), ``y`` holds labels local to the slice (0..k-1); ``prepare`` turns a
-    uint8 batch on ``device`` into the normalised float input.
+    ``data`` holds uint8 images (any device) and labels local to the slice (0..k-1); ``prepare`` turns
+    a uint8 batch on ``device`` into the normalised float input.
     """
-    if len(y) == 0:
+    if not isinstance(data, EvalSet):
+        raise TypeError("accuracy() takes an EvalSet (EvalSet(x, y)), which fixes the canonical class-mixed order")
+    if len(data) == 0:
         return float("nan")
     model.eval()
-    correct = 0
-    for start, stop in eval_batches(len(y), batch_size):
-        xb = prepare(x[start:stop].to(device, non_blocking=True))
-        yb = y[start:stop].to(device, non_blocking=True)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for start, stop in eval_batches(len(data), batch_size):
+        xb = prepare(data.x[start:stop].to(device, non_blocking=True))
+        yb = data.y[start:stop].to(device, non_blocking=True)
         logits = model(xb)[:, logit_slice]
-        correct += int((logits.argmax(dim=1) == yb).sum())
-    return 100.0 * correct / len(y)
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return 100.0 * int(correct) / len(data)
 
 
 def eval_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
