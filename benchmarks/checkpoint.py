@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import pick_device, sync  # noqa: E402
 
-from dstcl.checkpoint import Checkpointer  # noqa: E402
+from dstcl.run.checkpoint import Checkpointer  # noqa: E402
 from dstcl.models import build_model  # noqa: E402
 from dstcl.sparse import SparseConfig, SparseLearner  # noqa: E402
 from dstcl.train.trainer import steps_per_epoch  # noqa: E402

@@ -4,6 +4,8 @@
 ``faults.point("topology_update")``. Named points: training_step, topology_update, evaluation,
 checkpoint_write, task_end.
 
+``DSTCL_FAIL_AT="checkpoint_write:2"`` raises ``OSError(ENOSPC)`` there instead (a full disk).
+
 ``DSTCL_NAN_AT="loss:40"`` makes ``faults.poisoned("loss")`` true the 40th time a training loss is
 computed (counted over the whole run), so the NaN handling can be tested after completed tasks.
 
@@ -12,6 +14,7 @@ Unset (always, outside tests), both are a string comparison.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -23,11 +26,16 @@ def _parse(variable: str) -> tuple[str, int]:
 
 _kill_target, _kill_remaining = _parse("DSTCL_KILL_AT")
 _nan_target, _nan_remaining = _parse("DSTCL_NAN_AT")
+_fail_target, _fail_remaining = _parse("DSTCL_FAIL_AT")
 
 
 def point(name: str) -> None:
-    """Die here if the environment asks for it (a no-op otherwise)."""
-    global _kill_remaining
+    """Die (or fail as on a full disk) here if the environment asks for it (a no-op otherwise)."""
+    global _kill_remaining, _fail_remaining
+    if name == _fail_target:
+        _fail_remaining -= 1
+        if _fail_remaining == 0:
+            raise OSError(errno.ENOSPC, "No space left on device (injected by DSTCL_FAIL_AT)")
     if name != _kill_target:
         return
     _kill_remaining -= 1

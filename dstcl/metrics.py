@@ -18,6 +18,15 @@ import numpy as np
 
 Matrix = Sequence[Sequence["float | None"]] | np.ndarray
 
+# What each summary figure is, in words and units: the one place the console, summary.md and reports read.
+LABELS = {
+    "acc": "ACC (%)",
+    "bwt": "BWT (points)",
+    "fwt": "FWT vs untrained (GEM, points)",
+    "fwt_reference": "future-task accuracy (reference 'FWT', %)",
+}
+SHORT_LABELS = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT(GEM)", "fwt_reference": "future-task acc"}
+
 
 def as_matrix(R: Matrix) -> np.ndarray:
     """``R`` as a float64 T x T array with NaN for missing entries; ValueError if it is not square."""

@@ -12,7 +12,7 @@ import torch
 import datagen
 from dstcl.cli.main import main
 from dstcl.models import build_model
-from dstcl.rundir import load_mask
+from dstcl.run.rundir import load_mask
 from dstcl.sparse import layer_counts, prunable_parameters
 
 REAL_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "miniimagenet"
@@ -169,7 +169,7 @@ def test_plugins_register_criteria_for_the_command_line(tmp_path, monkeypatch, c
 
         from dstcl.sparse import GROW
 
-        GROW.pop("test_plugin_growth", None)
+        GROW.unregister("test_plugin_growth")
         sys.modules.pop("my_dstcl_plugin", None)
     monkeypatch.setenv("DSTCL_PLUGINS", "no_such_plugin_module")
     assert main(args) == 2

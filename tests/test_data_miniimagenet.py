@@ -17,7 +17,7 @@ from PIL import Image
 from dstcl.data import load_dataset, miniimagenet
 from dstcl.data.cache import DiskCache
 from dstcl.data.imagefolder import decode_image, list_images
-from dstcl.errors import DataError
+from dstcl.errors import DataError, DstclError
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "miniimagenet"
 SMALL = {"train_per_class": 6, "test_per_class": 3}
@@ -92,7 +92,7 @@ def test_random_rule_through_the_reader(tmp_path):
     assert torch.equal(a.test_x, b.test_x) and not torch.equal(a.test_x, c.test_x)
     everything = torch.cat([fixed.train_x, fixed.test_x])
     assert sorted(map(bytes, torch.cat([a.train_x, a.test_x]).numpy())) == sorted(map(bytes, everything.numpy()))
-    with pytest.raises(DataError, match="first500, random"):
+    with pytest.raises(DstclError, match="first500, random"):
         load(folder, tmp_path, split="shuffled")
 
 

@@ -21,7 +21,8 @@ from dstcl.cli.main import main  # noqa: E402
 from dstcl.config import FIELD_NAMES, PRESETS  # noqa: E402
 from dstcl.errors import DstclError  # noqa: E402
 from dstcl.sweep import load_grid, plan_runs  # noqa: E402
-from dstcl.sweep.grid import RUN_KEYS, TOP_KEYS  # noqa: E402
+from dstcl.sweep.grid import TOP_KEYS  # noqa: E402
+from dstcl.sweep.checks import run_keys  # noqa: E402
 
 KNOWN_STRINGS = [
     *PRESETS, "erk", "uniform", "random", "unfired", "gradient", "momentum", "random@0-1,gradient",
@@ -40,7 +41,7 @@ scalars = st.one_of(
     st.sampled_from(KNOWN_STRINGS),
     st.text(max_size=8),
 )
-keys = st.one_of(st.sampled_from(RUN_KEYS), st.sampled_from(TOP_KEYS), st.text(max_size=6),
+keys = st.one_of(st.sampled_from(run_keys()), st.sampled_from(TOP_KEYS), st.text(max_size=6),
                  st.integers(-2, 3), st.booleans(), st.none())
 values = st.recursive(
     scalars,

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dstcl.errors import ConfigError
+from dstcl.sparse import prunable_parameters
 from dstcl.models import (
-    MODELS, TaskBatchNorm1d, TaskBatchNorm2d, build_model, model_options, prunable_weights,
+    MODELS, TaskBatchNorm1d, TaskBatchNorm2d, build_model, model_options,
     register_model, set_task,
 )
 
@@ -109,14 +110,14 @@ ALL = [
 @pytest.mark.parametrize("name,kwargs", ALL)
 def test_every_parameter_is_prunable(name, kwargs):
     model = build_model(name, num_classes=10, **kwargs)
-    prunable = {id(p) for _, p in prunable_weights(model)}
+    prunable = {id(p) for _, p in prunable_parameters(model)}
     assert prunable == {id(p) for p in model.parameters()}
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             assert module.bias is None
         if isinstance(module, nn.modules.batchnorm._NormBase):
             assert not module.affine and not module.track_running_stats
-    names = [n for n, _ in prunable_weights(model)]
+    names = [n for n, _ in prunable_parameters(model)]
     assert names[-1].startswith("classifier") and names[-1].endswith("weight")
 
 
@@ -158,7 +159,7 @@ def test_resnet18_structure_matches_the_reference():
             assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and isinstance(bn, nn.BatchNorm2d)
     assert isinstance(model.classifier, nn.Linear)
     assert (model.classifier.in_features, model.classifier.out_features) == (512, 100)
-    names = [n for n, _ in prunable_weights(model)]
+    names = [n for n, _ in prunable_parameters(model)]
     assert len(names) == 21 and names[0] == "conv1.weight" and names[-1] == "classifier.weight"
     assert "layer2.0.shortcut.0.weight" in names
     # ReLU after the residual add: block outputs are non-negative
@@ -215,10 +216,9 @@ def test_model_options():
 
 @pytest.fixture
 def registry():
-    before = dict(MODELS)
+    before = MODELS.snapshot()
     yield MODELS
-    MODELS.clear()
-    MODELS.update(before)
+    MODELS.restore(before)
 
 
 def test_register_custom_model(registry):
@@ -229,7 +229,7 @@ def test_register_custom_model(registry):
 
     model = build_model("tiny", 5, in_channels=1, image_size=4, hidden=7)
     assert model(torch.randn(3, 1, 4, 4)).shape == (3, 5)
-    assert [tuple(p.shape) for _, p in prunable_weights(model)] == [(7, 16), (5, 7)]
+    assert [tuple(p.shape) for _, p in prunable_parameters(model)] == [(7, 16), (5, 7)]
     with pytest.raises(ConfigError, match="no per-task BatchNorm"):
         build_model("tiny", 5, bn="task")
     with pytest.raises(ConfigError, match="does not take the option.*depth.*hidden"):

@@ -18,7 +18,7 @@ from dstcl.cli.main import main
 from dstcl.config import resolve
 from dstcl.report import ReportError, build_report, collect, render
 from dstcl.report.render import to_latex, to_markdown
-from dstcl.rundir import RunDir
+from dstcl.run.rundir import RunDir
 
 LAYERS = {"conv.weight": (8, 1, 3, 3), "fc.weight": (10, 8)}
 
@@ -38,8 +38,8 @@ def make_run(root: Path, name: str, *, seed: int = 0, status: str = "completed",
     out = {"status": status, "tasks_completed": done, "accuracy_matrix": matrix, "baseline_accuracy": baseline,
            **M.summarize([row[:done] for row in R[:done]], baseline[:done])}
     path = root / name
-    run = RunDir.at(path)
-    run.write_json("config.json", {**cfg.as_dict(), "density": cfg.density})
+    run = RunDir.fresh(path)
+    run.write_json("config.json", {**cfg.as_dict(), "resolved": {"density": cfg.density}})
     run.write_json("metrics.json", out)
     capacity = []
     for t in range(done):
@@ -105,7 +105,7 @@ def test_paper_table_cells_equal_mean_and_std_of_the_metrics(grid_runs):
     report = build_report(collect([grid_runs]))
     text = to_markdown(report)
     runs = [r for r in runs_under(grid_runs) if r["metrics"]["status"] == "completed"]
-    for metric, heading in (("acc", "ACC (%)"), ("bwt", "BWT"), ("fwt", "FWT (percentage points, GEM)")):
+    for metric, heading in (("acc", "ACC (%)"), ("bwt", "BWT"), ("fwt", "FWT vs untrained (GEM, points)")):
         table = markdown_table(text, heading)
         header, body = table[0], table[1:]
         assert header[:2] == ["init", "growth"]
@@ -166,7 +166,7 @@ def test_other_varying_fields_split_tables_unless_implied(tmp_path):
     report = build_report(collect([tmp_path]))
     assert [t.split for t in report.tables] == [{"dataset": "cifar100"}, {"dataset": "miniimagenet"}]
     assert report.tables[0].cols == [(0.8, 5), (0.8, 20)]
-    assert report.tables[0].derived == ["image_size", "update_frequency", "epochs", "batch_size"]
+    assert report.tables[0].derived == ["update_frequency", "epochs", "batch_size", "image_size", "split"]
     text = to_markdown(report)
     assert "### dataset = cifar100" in text and "### dataset = miniimagenet" in text
 
@@ -266,7 +266,8 @@ def test_latex_cells_equal_mean_and_std_of_the_metrics(grid_runs):
     text = to_latex(build_report(collect([grid_runs]), ("acc", "bwt", "fwt", "fwt_reference")))
     runs = [r for r in runs_under(grid_runs) if r["metrics"]["status"] == "completed"]
     tables = latex_tables(text)
-    assert [caption.split(" (")[0] for caption, _ in tables] == ["ACC", "BWT", "FWT", "FWT of the reference code"]
+    assert [caption.split(" (")[0] for caption, _ in tables] == ["ACC", "BWT", "FWT vs untrained",
+                                                                 "future-task accuracy"]
     cols = [(0.8, 2), (0.8, 5), (0.9, 2), (0.9, 5)]
     checked = 0
     for (caption, rows), metric in zip(tables, ("acc", "bwt", "fwt", "fwt_reference")):
@@ -354,12 +355,12 @@ def test_output_to_a_folder_or_an_unwritable_path_is_a_clear_error(grid_runs, tm
     assert "Traceback" not in err and f"{a_file} is a file, not a folder" in err
     assert a_file.read_text() == "keep\n"
 
-    import dstcl.io
+    import dstcl.files
 
     def refuse(path, data):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(dstcl.io, "atomic_write_bytes", refuse)  # as a read-only folder would
+    monkeypatch.setattr(dstcl.files, "atomic_write_bytes", refuse)  # as a read-only folder would
     target = tmp_path / "ro" / "report.md"
     assert main(["report", str(grid_runs), "-o", str(target)]) == 2
     err = " ".join(capsys.readouterr().err.split())
@@ -382,7 +383,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import os
 
-    import dstcl.io
+    import dstcl.files
     from dstcl.report.plots import write_plots
 
     make_run(tmp_path / "runs", "one", tasks=2)
@@ -393,7 +394,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
         replaced.append(Path(dst))
         return original(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(dstcl.io.os, "replace", spy)
+    monkeypatch.setattr(dstcl.files.os, "replace", spy)
     files = write_plots(build_report(collect([tmp_path / "runs"])), tmp_path / "plots")
     assert files and sorted(files) == sorted(replaced)
     assert not list((tmp_path / "plots").rglob("*.tmp"))

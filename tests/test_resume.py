@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import datagen
-from dstcl.rundir import RunDir, load_mask
+from dstcl.run.rundir import RunDir, load_mask
 
 ARGS = ["--dataset", "cifar10", "--num-classes", "6", "--tasks", "3", "--backbone", "cnn", "--width", "8",
         "--epochs", "3", "--batch-size", "16", "--update-frequency", "4", "--growth", "momentum",
@@ -166,12 +166,20 @@ def test_nan_in_a_later_task_keeps_the_completed_ones(data_dir, reference, tmp_p
 
 
 def test_reused_run_dir_never_resumes_another_configuration(data_dir, reference, tmp_path):
-    """A folder reused with other settings: the old run's checkpoints must not be continued."""
+    """A folder reused with other settings is refused (nothing lost); --fresh discards it explicitly."""
     run = tmp_path / "run"
     first = dstcl("run", *ARGS, "--sparsity", "0.5", "--data-dir", str(data_dir), "--run-dir", str(run),
                   env_extra={"DSTCL_KILL_AT": "task_end:2"})
     assert first.returncode == -signal.SIGKILL and list((run / "checkpoints").glob("ckpt-*.pt"))
-    second = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run),
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    refused = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "holds an unfinished run with other settings (sparsity 0.5 there, 0.8 here)" in message
+    assert f"dstcl run --resume {run}" in message and "--fresh" in message
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before  # nothing was touched
+    assert (run / "masks" / "task_00.npz").exists()
+    second = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run), "--fresh",
                    env_extra={"DSTCL_KILL_AT": "training_step:2"})  # before its own first checkpoint
     assert second.returncode == -signal.SIGKILL
     assert not list((run / "checkpoints").glob("ckpt-*.pt")) and not (run / "masks" / "task_00.npz").exists()
@@ -179,6 +187,21 @@ def test_reused_run_dir_never_resumes_another_configuration(data_dir, reference,
     assert resumed.returncode == 0, resumed.stderr
     assert "starting it from the beginning" in resumed.stdout
     assert_same_result(run, reference)
+
+
+def test_the_same_command_again_resumes_and_never_discards_finished_tasks(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    command = ("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run))
+    killed = dstcl(*command, env_extra={"DSTCL_KILL_AT": "task_end:3"})  # after 2 of 3 tasks
+    assert killed.returncode == -signal.SIGKILL and (run / "masks" / "task_01.npz").exists()
+    mask_before = (run / "masks" / "task_00.npz").read_bytes()
+    again = dstcl(*command)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0].startswith(f"resuming the unfinished run in {run} (same settings")
+    assert (run / "masks" / "task_00.npz").read_bytes() == mask_before
+    assert_same_result(run, reference)
+    done = dstcl(*command)  # once more: completed, nothing to do
+    assert done.returncode == 0 and "already holds this run, completed" in done.stdout
 
 
 def test_checkpoint_of_other_settings_is_refused(data_dir, tmp_path):

@@ -21,9 +21,11 @@ def test_constant_and_update_every():
     assert ConstantRate(0.3)(123) == 0.3
     u = UpdateEvery(100)
     assert [s for s in range(0, 401) if u.due(s)] == [100, 200, 300, 400]
-    assert not UpdateEvery(100, stop_at=300).due(300)
+    assert UpdateEvery(100).count(399) == 3 and UpdateEvery(100).count(99) == 0
+    static = UpdateEvery(0)  # no topology update at all: static sparse training
+    assert not any(static.due(s) for s in range(1000)) and static.count(1000) == 0
     with pytest.raises(ConfigError):
-        UpdateEvery(0)
+        UpdateEvery(-1)
     with pytest.raises(ConfigError):
         CosineDecay(initial=1.5)
 
@@ -39,7 +41,7 @@ def test_growth_single_and_adaptive():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("magic", "unknown growth criterion 'magic'; valid: gradient, momentum, random, unfired"),
+        ("magic", "unknown growth criterion 'magic'; valid: gradient, momentum, random, unfired."),
         ("random@0-4,gradient@3-5", "overlap"),
         ("random,gradient", "two defaults"),
         ("random@4-2", "empty task range"),

@@ -14,7 +14,7 @@ import pytest
 
 from dstcl.cli.main import main
 from dstcl.sweep import format_summary, load_plan, run_sweep
-from dstcl.sweep.jobs import CONFIG_NAME, LOG_NAME, Job, prepare_job
+from dstcl.sweep.jobs import CONFIG_NAME, LOG_NAME, Job, execute_job, prepare_job
 from dstcl.sweep.local import slot_environment
 
 # The include entry is a valid configuration that fails only when it runs: its data set (CIFAR-10)
@@ -159,7 +159,7 @@ def test_an_interrupted_run_is_resumed_by_the_next_sweep(tmp_path, monkeypatch):
     assert second.outcomes[0].status == "completed"
     events = [json.loads(line) for line in (out / outcome.id / "events.jsonl").read_text().splitlines()]
     assert any(e["event"] == "resumed" for e in events)
-    assert "--resume" in (out / outcome.id / LOG_NAME).read_text()
+    assert "resuming the unfinished run in" in (out / outcome.id / LOG_NAME).read_text()
 
 
 def test_unfinished_run_without_checkpoint_restarts_clean(tmp_path):
@@ -173,12 +173,15 @@ def test_unfinished_run_without_checkpoint_restarts_clean(tmp_path):
     (run_dir / LOG_NAME).write_text("=== old attempt\n")
     job = prepare_job(spec, tmp_path / "out")
     assert "--config" in job.args and "--resume" not in job.args
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted([LOG_NAME, CONFIG_NAME])
     assert json.loads((run_dir / CONFIG_NAME).read_text())["progress"] is False
+    outcome = execute_job(job)  # the run clears what the attempt without a config left, then starts
+    assert outcome.status == "completed", (run_dir / LOG_NAME).read_text()
+    assert (run_dir / "masks" / "task_00.npz").read_bytes() != b"stale"
+    assert (run_dir / LOG_NAME).read_text().startswith("=== old attempt\n")
 
 
 def test_sweep_config_is_written_atomically(tmp_path, monkeypatch):
-    import dstcl.io
+    import dstcl.files
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("base: {epochs: 1, tasks: 2}\n")
@@ -190,18 +193,17 @@ def test_sweep_config_is_written_atomically(tmp_path, monkeypatch):
         replaced.append(Path(dst))
         return original(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(dstcl.io.os, "replace", spy)  # every dstcl.io atomic write ends in os.replace
+    monkeypatch.setattr(dstcl.files.os, "replace", spy)  # every dstcl.files atomic write ends in os.replace
     prepare_job(spec, tmp_path / "out")
     config_path = (tmp_path / "out" / spec.id / CONFIG_NAME).resolve()
     assert replaced == [config_path]
     assert json.loads(config_path.read_text())["epochs"] == 1
 
 
-def test_slot_environment_pins_one_gpu_per_slot_or_shares_cpus():
+def test_slot_environment_pins_one_gpu_per_slot_and_leaves_threads_to_the_config():
     job = Job("id", "label", "/tmp/x", ("run",), uses_cuda=True)
     gpus = ["0", "1"]
     assert [slot_environment(s, 4, job, gpus)["CUDA_VISIBLE_DEVICES"] for s in range(4)] == ["0", "1", "0", "1"]
     cpu_job = Job("id", "label", "/tmp/x", ("run",), uses_cuda=False)
-    if "OMP_NUM_THREADS" not in os.environ:
-        assert slot_environment(0, 2, cpu_job, gpus, cpus=8) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
-    assert slot_environment(0, 1, cpu_job, [], cpus=8) == {}
+    # CPU threads are part of each run's config, never derived from --jobs
+    assert slot_environment(0, 2, cpu_job, gpus) == {} and slot_environment(0, 1, cpu_job, []) == {}

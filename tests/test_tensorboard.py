@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dstcl.errors import DstclError
-from dstcl.tensorboard import TensorBoardLogger, summary_writer_class
+from dstcl.run.tensorboard import TensorBoardLogger, summary_writer_class
 
 
 class FakeWriter:

@@ -8,10 +8,13 @@ status 2; a run that fails after starting keeps its run directory and exits with
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from typing import Sequence
 
+from .. import __version__
 from ..errors import DstclError
 from ..plugins import load_plugins
 from . import report, run, sweep
@@ -20,9 +23,26 @@ from .output import error
 COMMANDS = [run, sweep, report]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, plus a "did you mean" for an unknown flag or subcommand."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown:
+            flags = [s for a in self._actions for s in a.option_strings]
+            for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+                flags += [s for p in sub.choices.values() for a in p._actions for s in a.option_strings]
+            flag = unknown.group(1).split("=")[0]
+            close = difflib.get_close_matches(flag, flags, n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dstcl", description="Continual learning with dynamic sparse training.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="dstcl", description="Continual learning with dynamic sparse training.")
+    parser.add_argument("--version", action="version", version=f"dstcl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
@@ -57,18 +77,26 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return int(args.execute(args) or 0)
     except DstclError as exc:
-        error(str(exc))
+        error(str(exc) + _resume_hint(exc))
         return 2
-    except KeyboardInterrupt:
-        error("interrupted; completed work is kept in the run directory.")
+    except KeyboardInterrupt as exc:
+        hint = _resume_hint(exc)
+        error(f"interrupted; completed work is kept{hint or ' in the run directory.'}")
         return 130
     except BrokenPipeError:
         raise  # the reader of our output left: handled quietly by main()
     except OSError as exc:  # disk full, permissions, a path that is a file: what the system said, no traceback
         where = f" {exc.filename}" if exc.filename else ""
+        hint = _resume_hint(exc) or " (a started run continues with dstcl run --resume RUN_DIR)."
         error(f"a file operation failed{where}: {exc.strerror or exc}. Completed work is kept; fix the path or "
-              "free space and run again (a started run continues with --resume).")
+              f"free space and run again{hint}")
         return 1
+
+
+def _resume_hint(exc: BaseException) -> str:
+    """``; resume with: dstcl run --resume DIR`` when the exception left an unfinished run behind."""
+    folder = getattr(exc, "dstcl_run_dir", None)
+    return f"; resume with: dstcl run --resume {folder}" if folder else ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,7 +87,7 @@ def check_output_paths(output: str | None, plots: str | None, fmt: str) -> None:
 
 
 def write_output(path: Path, text: str, fmt: str) -> None:
-    from ..io import atomic_write_text
+    from ..files import atomic_write_text
 
     try:
         atomic_write_text(path, text)

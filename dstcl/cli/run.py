@@ -1,8 +1,13 @@
-"""``dstcl run``: train one configuration on a sequence of tasks."""
+"""``dstcl run``: train one configuration on a sequence of tasks.
+
+Its flags are derived from the config's declared fields and from the options the registered
+backbones and data sets declare, so a plugin's option or criterion shows up here by itself.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from .output import error
 
@@ -11,7 +16,11 @@ EPILOG = """examples:
   dstcl run --preset cifar100-10 --growth gradient --sparsity 0.9
   dstcl run --dataset miniimagenet --data-dir ~/data/miniimagenet --tasks 10
   dstcl run --growth random@0-4,gradient        adaptive growth (random for tasks 0-4)
+  dstcl run --run-dir runs/mine ...             the same command again continues it after a crash
 """
+
+GROUPS = {"data": "data", "model": "backbone", "sparse": "dynamic sparse training", "train": "optimisation",
+          "run": "run"}
 
 
 def add_parser(sub) -> None:
@@ -23,105 +32,130 @@ def add_parser(sub) -> None:
     )
     run.set_defaults(execute=execute)
     g = run.add_argument_group("configuration")
-    g.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    g.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (flags override it)")
     g.add_argument("--preset", metavar="NAME", help=f"a setting of the paper: {', '.join(PRESETS)}")
-    d = run.add_argument_group("data")
-    d.add_argument("--dataset", help="digits (offline default), cifar10, cifar100, miniimagenet")
-    d.add_argument("--data-dir", help="where the data set lies (else $DSTCL_DATA, else the cache folder)")
-    d.add_argument("--tasks", type=int, help="number of tasks (must divide the number of classes)")
-    d.add_argument("--class-order", help="sequential (0..C-1, the reference) or random (seeded)")
-    d.add_argument("--num-classes", type=int, help="use only the first N classes")
-    d.add_argument("--image-size", type=int, help="miniImageNet resolution: 32 (the reference) or 84")
-    d.add_argument("--split", help="miniImageNet train/test per class: first500 (first 500 sorted files train, "
-                   "last 100 test) or random (a seeded 100 test)")
-    d.add_argument("--no-download", dest="download", action="store_const", const=False, help="never download")
-    b = run.add_argument_group("backbone")
-    b.add_argument("--backbone", help="resnet18, mobilenetv2, cnn, mlp")
-    b.add_argument("--width", type=int, help="resnet18 base channels (64; 20 = reduced ResNet-18)")
-    b.add_argument("--stem", help="resnet18 stem: imagenet (7x7 stride 2, the reference) or cifar (3x3)")
-    b.add_argument("--bn", help="BatchNorm statistics: batch (the paper) or task (per-task running stats)")
-    s = run.add_argument_group("dynamic sparse training")
-    s.add_argument("--init", help="layer-wise density: erk or uniform")
-    s.add_argument("--growth", help="random, unfired, gradient, momentum, or a schedule like random@0-4,gradient")
-    s.add_argument("--sparsity", type=float, help="fraction of inactive weights per task (0.8 = 80 %%)")
-    s.add_argument("--drop-rate", type=float, help="initial drop fraction (cosine decay to 0.005)")
-    s.add_argument("--drop-schedule", help="cosine or constant")
-    s.add_argument("--update-frequency", type=int, help="optimizer steps between topology updates")
-    s.add_argument("--free-init", help="start of free weights after the first task: zero or kaiming")
-    o = run.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, help="epochs per task")
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--lr", type=float, help="learning rate (x0.1 at 50 %% and 75 %% of the epochs)")
-    o.add_argument("--optimizer", help="adam or sgd")
-    o.add_argument("--momentum", type=float, help="SGD momentum")
-    o.add_argument("--weight-decay", type=float, help="L2 weight decay on trainable weights only")
-    r = run.add_argument_group("run")
-    r.add_argument("--seed", type=int)
-    r.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    r.add_argument("--out", help="folder for run directories (default runs/)")
-    r.add_argument("--run-dir", help="write into exactly this folder (must not hold a completed run)")
+    groups = {section: run.add_argument_group(title) for section, title in GROUPS.items()}
+    add_field_flags(groups)
+    r = groups["run"]
+    r.add_argument("--run-dir", metavar="DIR", help="write into exactly this folder; the same command again "
+                   "continues an unfinished run there (other settings are refused)")
+    r.add_argument("--fresh", action="store_true", help="with --run-dir: discard whatever run the folder holds")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or failed run from its last checkpoint")
     r.add_argument("--check", action="store_true",
                    help="validate the configuration and the data, print the resolved settings, train nothing")
-    r.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
-    r.add_argument("--checkpoint-budget", type=float,
-                   help="max share of time spent on epoch checkpoints (default 0.02; 1 = after every epoch)")
     r.add_argument("--tensorboard", metavar="DIR",
                    help="also write TensorBoard events to DIR/<run directory name> (pip install 'dstcl[tensorboard]')")
 
 
-FLAG_FIELDS = (
-    "dataset", "data_dir", "tasks", "class_order", "num_classes", "image_size", "split", "download", "backbone",
-    "width", "stem", "bn", "init", "growth", "sparsity", "drop_rate", "drop_schedule", "update_frequency",
-    "free_init", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "seed", "device",
-    "out", "progress", "checkpoint_budget",
-)
+def add_field_flags(groups: dict[str, Any]) -> None:
+    """One flag per user-facing config field and per declared backbone / data-set option."""
+    from ..config import FLAT, SPARSITY
+    from ..config.fields import SPARSITY_HELP
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..settings import choices_of
 
+    for name, (section, field) in FLAT.items():
+        group = groups[section]
+        if section == "sparse" and name == "init":
+            group.add_argument("--sparsity", dest=SPARSITY, metavar="S", help=SPARSITY_HELP.replace("%", "%%"))
+        help_text = field.metadata["help"]
+        registry = field.metadata.get("choices")
+        if hasattr(registry, "help_text"):
+            help_text += f": {registry.help_text()}"
+        elif choices_of(field) is not None and not all(str(c) in help_text for c in choices_of(field)):
+            help_text += f" ({', '.join(map(str, choices_of(field)))})"
+        if name == "growth":
+            from ..sparse import GROW
+
+            help_text += f"; criteria: {GROW.help_text()}"
+        if field.default is True:
+            group.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
+                               help=help_text.replace("%", "%%"))
+            continue
+        default = "" if field.default is None else f" [default {field.default}]"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=field.metadata.get("metavar") or name.upper(),
+                           help=(help_text + default).replace("%", "%%"))
+    seen: dict[str, list[str]] = {}
+    for kind, registry in (("model", MODELS), ("data", DATASETS)):
+        for entry in registry.entries():
+            for option in entry.options:
+                if option.name in FLAT:
+                    continue
+                seen.setdefault(option.name, []).append(f"{entry.name}: {option.describe()}")
+                if len(seen[option.name]) == 1:
+                    groups[kind].add_argument(f"--{option.name.replace('_', '-')}", dest=f"option:{option.name}",
+                                              metavar=option.name.upper(), help="")
+    for action_group in groups.values():
+        for action in action_group._group_actions:
+            if action.dest.startswith("option:"):
+                action.help = "; ".join(seen[action.dest[len("option:"):]]).replace("%", "%%")
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (fields and options), by their flat names."""
+    from ..config import FLAT, SPARSITY
+
+    out = {name: getattr(args, name, None) for name in (*FLAT, SPARSITY)}
+    for key, value in vars(args).items():
+        if key.startswith("option:"):
+            out[key[len("option:"):]] = value
+    return {k: v for k, v in out.items() if v is not None}
+
+
+RESUME_OVERRIDES = ("device", "progress")
 
 
 def execute(args: argparse.Namespace) -> int:
     from ..config import resolve
     from ..errors import ConfigError
-    from ..experiment import resume_experiment, run_experiment
-    from ..tensorboard import loggers_for_run, release_if_unused, reserve_run_dir
+    from ..run.experiment import resume_experiment, run_experiment, stop_on_sigterm
+    from ..run.rundir import RunDir
+    from ..run.summary import console_table
+    from ..run.tensorboard import loggers_for_run, summary_writer_class
     from ..train.trainer import NumericalError
 
-    flags = {name: getattr(args, name) for name in FLAG_FIELDS}
+    flags = flags_of(args)
     try:
         if args.tensorboard is not None:
             _check_log_dir(args.tensorboard)
         if args.resume:
-            given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None and k not in RESUME_OVERRIDES]
-            given += [f"--{k}" for k in ("config", "preset", "run_dir") if getattr(args, k)]
+            given = [f"--{k.replace('_', '-')}" for k in flags if k not in RESUME_OVERRIDES]
+            given += [flag for flag, value in (("--config", args.config), ("--preset", args.preset),
+                                               ("--run-dir", args.run_dir), ("--fresh", args.fresh)) if value]
             if given:
                 raise ConfigError(
-                    f"--resume continues a run with the configuration saved in it; drop {', '.join(given)} "
-                    "(only --device and --no-progress may change)."
+                    f"--resume continues a run with the configuration saved in it (its thread count included); drop "
+                    f"{', '.join(given)} (only --device and --no-progress may change)."
                 )
-            result = resume_experiment(args.resume, overrides={k: flags[k] for k in RESUME_OVERRIDES if flags[k] is not None},
-                                       loggers=loggers_for_run(args.tensorboard, args.resume))
+            with stop_on_sigterm():
+                result = resume_experiment(args.resume, overrides={k: flags.get(k) for k in RESUME_OVERRIDES},
+                                           loggers=loggers_for_run(args.tensorboard, args.resume))
         else:
+            if args.fresh and not args.run_dir:
+                raise ConfigError("--fresh discards the run in the folder given by --run-dir; without --run-dir every "
+                                  "run gets a new folder anyway. Add --run-dir DIR or drop --fresh.")
             cfg = resolve(flags, preset=args.preset, config_file=args.config)
             if args.check:
                 return _check(cfg)
             run_dir = args.run_dir
             if args.tensorboard and run_dir is None:  # the TensorBoard logger needs the run's folder
-                run_dir = reserve_run_dir(cfg.out, cfg.dataset)
+                summary_writer_class()  # a missing tensorboard is reported before any folder is made
+                run_dir = RunDir.reserve(cfg.run.out, cfg.data.dataset)
             try:
-                result = run_experiment(cfg, run_dir=run_dir, loggers=loggers_for_run(args.tensorboard, run_dir))
+                with stop_on_sigterm():
+                    result = run_experiment(cfg, run_dir=run_dir, fresh=args.fresh,
+                                            loggers=loggers_for_run(args.tensorboard, run_dir))
             except BaseException:
                 if run_dir is not None and args.run_dir is None:
-                    release_if_unused(run_dir)
+                    RunDir.release_if_unused(run_dir)
                 raise
     except NumericalError as exc:
         error(str(exc))
         return 1
-    print(_table(result.metrics))
+    print(console_table(result.metrics))
     print(f"run directory: {result.run_dir}")
     return 0
-
-
-RESUME_OVERRIDES = ("device", "progress")
 
 
 def _check_log_dir(path: str) -> None:
@@ -137,40 +171,19 @@ def _check_log_dir(path: str) -> None:
 
 
 def _check(cfg) -> int:
-    """Everything a run does before training (data, task split, backbone, masks), then stop."""
+    """Everything a run does before training (data, task split, backbone, masks, update count), then stop."""
     import json
 
-    from ..experiment import Experiment
+    from ..run.experiment import Experiment
 
-    experiment = Experiment(cfg, echo=lambda message: None)
+    experiment = Experiment(cfg, echo=print)
     learner = experiment.learner
     total = sum(layer.numel for layer in learner.state.layers)
     active = sum(learner.counts.values())
-    print(json.dumps({**cfg.as_dict(), "density": cfg.density}, indent=2))
-    print(f"configuration OK: {cfg.tasks} tasks of {experiment.per_task} classes, {len(experiment.tasks[0].train_y)} "
-          f"training images in task 0, {cfg.backbone} with {total:,} prunable weights, {active:,} active per task.")
+    print(json.dumps({**experiment.resolved_config()}, indent=2))
+    updates = experiment.updates_per_task
+    shown = str(updates[0]) if len(set(updates)) == 1 else f"{min(updates)}-{max(updates)}"
+    print(f"configuration OK: {cfg.data.tasks} tasks of {experiment.per_task} classes, "
+          f"{len(experiment.tasks[0].train_y)} training images in task 0, {cfg.model.backbone} with {total:,} prunable "
+          f"weights, {active:,} active per task, {shown} topology update(s) per task, {experiment.threads} CPU thread(s).")
     return 0
-
-
-def _table(m: dict) -> str:
-    R = m["accuracy_matrix"]
-    T = len(R)
-    final = R[-1]
-    diag = [R[j][j] for j in range(T)]
-    lines = ["task  just learned  at the end"]
-    for j in range(T):
-        lines.append(f"{j:>4}  {_pct(diag[j]):>12}  {_pct(final[j]):>10}")
-    lines.append(
-        f"ACC {_pct(m['acc'])}  BWT {_num(m['bwt'])}  FWT {_num(m['fwt'])}  FWT(reference) {_pct(m['fwt_reference'])}"
-    )
-    return "\n".join(lines)
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{v:.2f} %"
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:+.2f}"
-
-

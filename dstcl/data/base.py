@@ -95,10 +95,3 @@ def check_num_classes(name: str, num_classes: int | None, available: int) -> Non
     if num_classes is not None and not 1 <= num_classes <= available:
         raise DataError(f"{name} has {available} classes; num_classes must be between 1 and {available}, "
                         f"got {num_classes}.")
-
-
-def check_image_size(name: str, image_size: int | None, native: int) -> None:
-    """Data sets with one fixed resolution accept only that size (or None)."""
-    if image_size is not None and image_size != native:
-        raise DataError(f"{name} images are {native}x{native} and are not resized; leave image_size unset "
-                        f"(or {native}). image_size 32 or 84 applies to miniimagenet.")

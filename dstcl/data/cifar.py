@@ -17,6 +17,7 @@ import os
 import pickle
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,9 +26,10 @@ import torch
 
 from ..errors import DataError
 from .archives import iter_tar
-from .base import ImageDataset, check_image_size, first_classes
+from .base import ImageDataset, first_classes
 from .download import download as fetch
 from .locate import describe_roots, first_writable, resolve_data_root
+from .registry import register_dataset
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 
@@ -80,7 +82,6 @@ def load_cifar(
     *,
     download: bool = True,
     progress: bool = True,
-    image_size: int | None = None,
     num_classes: int | None = None,
     base_url: str = BASE_URL,
     env: Mapping[str, str] = os.environ,
@@ -92,7 +93,6 @@ def load_cifar(
     options other readers use (cache_dir, seed), which CIFAR does not need.
     """
     spec = SPECS[kind]
-    check_image_size(spec.name, image_size, 32)
     roots = resolve_data_root(data_dir, env)
     source = find_cifar(spec, roots)
     if source is None:
@@ -219,3 +219,9 @@ def build_dataset(spec: CifarSpec, files: dict[str, dict]) -> ImageDataset:
         name=spec.name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
         class_names=class_names, mean=spec.mean, std=spec.std, crop_padding=4, hflip=True,
     )
+
+
+for _kind, _classes in (("cifar10", 10), ("cifar100", 100)):
+    register_dataset(_kind, partial(load_cifar, _kind), classes=_classes, options=(),
+                     defaults={"backbone": "resnet18", "epochs": 100, "batch_size": 64, "update_frequency": 100},
+                     help="folder, tarball or download")

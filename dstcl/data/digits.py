@@ -17,17 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ImageDataset, check_image_size, first_classes
+from .base import ImageDataset, first_classes
+from .registry import register_dataset
 
 TRAIN_FRACTION = 0.8
 
 
-def load_digits_dataset(*_args: Any, image_size: int | None = None, num_classes: int | None = None,
-                        **_unused: Any) -> ImageDataset:
+def load_digits_dataset(*_args: Any, num_classes: int | None = None, **_unused: Any) -> ImageDataset:
     """The digits data set split as the module doc says; data directory and download do not apply."""
     from sklearn.datasets import load_digits
 
-    check_image_size("digits", image_size, 8)
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None]  # N x 1 x 8 x 8
     labels = bunch.target.astype(np.int64)
@@ -45,3 +44,8 @@ def load_digits_dataset(*_args: Any, image_size: int | None = None, num_classes:
         crop_padding=1, hflip=False,
     )
     return first_classes(dataset, num_classes)
+
+
+register_dataset("digits", load_digits_dataset, classes=10, options=(),
+                 defaults={"backbone": "cnn", "epochs": 20, "batch_size": 32, "update_frequency": 10},
+                 help="scikit-learn's 8x8 digits, offline")

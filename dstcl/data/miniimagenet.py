@@ -39,6 +39,8 @@ from .base import ImageDataset, check_num_classes
 from .cache import DiskCache
 from .imagefolder import ARCHIVE_SUFFIXES, Container, ImageFile, decode_files, find_containers, list_images
 from .locate import cache_root, describe_roots, resolve_data_root
+from .registry import register_dataset
+from ..registry import Option
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics
 STD = (0.229, 0.224, 0.225)
@@ -222,3 +224,12 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+register_dataset("miniimagenet", load_miniimagenet, classes=100, options=(
+    Option("image_size", int, 32, "resolution in pixels: 32 (the reference) or 84 (any size from 8 works)",
+           minimum=8, maximum=1024),
+    Option("split", str, "first500", "train/test per class: first500 (the first 500 sorted files train, the "
+           "last 100 test) or random (a seeded 100 test)", choices=SPLITS),
+), defaults={"backbone": "resnet18", "epochs": 100, "batch_size": 128, "update_frequency": 400},
+    help="100 classes x 600 images, one folder per class")

@@ -11,18 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..config import FIELD_NAMES
-from ..hashing import NON_RESULT_FIELDS, canonical_value
+from ..metrics import LABELS
+from ..run.hashing import canonical_value, result_settings
 from .collect import RunRecord
 
-METRICS = ("acc", "bwt", "fwt", "fwt_reference")
-METRIC_TITLES = {
-    "acc": "ACC (%)",
-    "bwt": "BWT (percentage points)",
-    "fwt": "FWT (percentage points, GEM)",
-    "fwt_reference": "FWT of the reference code (%)",
-}
-# Fields that identify a configuration (seed excluded: runs differing only in it are averaged).
-CONFIG_FIELDS = tuple(f for f in FIELD_NAMES if f not in NON_RESULT_FIELDS and f != "seed")
+METRICS = tuple(LABELS)
+METRIC_TITLES = LABELS
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,18 @@ class Group:
 
 
 def config_settings(config: dict[str, Any]) -> dict[str, Any]:
-    return {f: config.get(f) for f in CONFIG_FIELDS}
+    """The settings that identify a configuration: its result settings, the seed excluded (runs that differ
+    only in it are averaged)."""
+    settings = result_settings(config)
+    settings.pop("seed", None)
+    return settings
+
+
+def setting_names(groups: Sequence[Group]) -> list[str]:
+    """Every setting any group has, in config order (fields first, then backbone and data-set options)."""
+    names = {k for g in groups for k in g.settings}
+    order = {name: i for i, name in enumerate(FIELD_NAMES)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 
 
 def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
@@ -85,7 +90,7 @@ def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
 def varying_fields(groups: Sequence[Group]) -> list[str]:
     """Config fields whose value is not the same in every group (in RunConfig field order)."""
     out = []
-    for f in CONFIG_FIELDS:
+    for f in setting_names(groups):
         values = {repr(canonical_value(g.get(f))) for g in groups}
         if len(values) > 1:
             out.append(f)
@@ -95,4 +100,4 @@ def varying_fields(groups: Sequence[Group]) -> list[str]:
 def common_settings(groups: Sequence[Group]) -> dict[str, Any]:
     """Config fields with one value across all groups (shown once above the tables)."""
     varying = set(varying_fields(groups))
-    return {f: groups[0].get(f) for f in CONFIG_FIELDS if f not in varying} if groups else {}
+    return {f: groups[0].get(f) for f in setting_names(groups) if f not in varying} if groups else {}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DstclError
-from ..hashing import config_hash
+from ..run.hashing import config_hash
+from ..run.rundir import CAPACITY, CONFIG, METRICS, mask_shapes
 
 
 class ReportError(DstclError):
@@ -44,20 +45,11 @@ class RunRecord:
 
     def capacity(self) -> list[dict] | None:
         """capacity.json (per task, per layer), or None when the run has none."""
-        return _read_json(self.path / "capacity.json")
+        return _read_json(self.path / CAPACITY)
 
     def layer_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """Shapes of the prunable layers, read from the first task's mask file (no model is built)."""
-        path = self.path / "masks" / "task_00.npz"
-        if not path.is_file():
-            return None
-        import numpy as np
-
-        try:
-            with np.load(path) as data:
-                return {k[: -len(".shape")]: tuple(int(s) for s in data[k]) for k in data.files if k.endswith(".shape")}
-        except (OSError, ValueError, KeyError):
-            return None
+        return mask_shapes(self.path)
 
 
 @dataclass
@@ -83,7 +75,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if _is_run_dir(path):
             found.append(path)
             continue
-        found.extend(sorted(m.parent for m in path.rglob("metrics.json") if _is_run_dir(m.parent)))
+        found.extend(sorted(m.parent for m in path.rglob(METRICS) if _is_run_dir(m.parent)))
     unique: dict[Path, None] = {}
     for path in found:
         unique.setdefault(path.resolve(), None)
@@ -100,8 +92,8 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     out = Collection(sources=[Path(p) for p in paths])
     first: dict[str, Path] = {}
     for path in find_run_dirs(paths):
-        config = _read_json(path / "config.json")
-        metrics = _read_json(path / "metrics.json")
+        config = _read_json(path / CONFIG)
+        metrics = _read_json(path / METRICS)
         if not isinstance(config, dict) or not isinstance(metrics, dict):
             out.unreadable.append((path, "config.json or metrics.json is not a readable JSON object"))
             continue
@@ -130,7 +122,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / "metrics.json").is_file() and (path / "config.json").is_file()
+    return (path / METRICS).is_file() and (path / CONFIG).is_file()
 
 
 def _read_json(path: Path) -> Any:

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .aggregate import Group, stat, varying_fields
 from .collect import ReportError, RunRecord
 from .render import Report, col_label, fmt_value, init_label, split_label

@@ -12,12 +12,12 @@ import io
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .aggregate import CONFIG_FIELDS, METRIC_TITLES, METRICS, Group, Stat, common_settings, group_runs, varying_fields
+from .aggregate import METRIC_TITLES, METRICS, Group, Stat, common_settings, group_runs, setting_names, varying_fields
 from .collect import Collection
 from .tables import PaperTable, best_in_column, group_order, paper_tables
 
 FORMATS = ("markdown", "csv", "latex")
-SHORT = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT", "fwt_reference": "FWT (ref.)"}
+SHORT = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT (GEM)", "fwt_reference": "future-task acc."}
 
 
 @dataclass
@@ -149,13 +149,23 @@ def to_markdown(report: Report, *, per_run: bool = False) -> str:
 
 def _markdown_configurations(report: Report) -> list[str]:
     fields = varying_fields(report.groups)
-    header = fields + ["seeds"] + [SHORT.get(m, m) for m in METRICS]
+    header = fields + ["seeds"] + [SHORT.get(m, m) for m in METRICS] + ["updates/task"]
     lines = ["## All configurations", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in report.groups:
         cells = [fmt_value(g.get(f)) for f in fields] + [", ".join(map(str, g.seeds))]
-        cells += [fmt_stat(g.stat(m)) for m in METRICS]
+        cells += [fmt_stat(g.stat(m)) for m in METRICS] + [updates_text(g)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def updates_text(group: Group) -> str:
+    """Topology updates per task of a configuration: one number when every task and run agree, else min-max."""
+    counts = [n for r in group.runs for n in (r.metrics.get("topology_updates_per_task") or [])
+              if isinstance(n, int)]
+    if not counts:
+        return "–"
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _markdown_runs(report: Report) -> list[str]:
@@ -176,22 +186,23 @@ def to_csv(report: Report, *, per_run: bool = False) -> str:
     """Tidy CSV: every config field, then the numbers at full precision (repr of the JSON floats)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    names = setting_names(report.groups)
     if per_run:
-        writer.writerow(["run_dir", *CONFIG_FIELDS, "seed", "status", "tasks_completed", *METRICS])
+        writer.writerow(["run_dir", *names, "seed", "status", "tasks_completed", *METRICS])
         for g in report.groups:
             for run in g.runs:
-                writer.writerow([str(run.path), *[_csv(g.get(f)) for f in CONFIG_FIELDS], _csv(run.seed), run.status,
+                writer.writerow([str(run.path), *[_csv(g.get(f)) for f in names], _csv(run.seed), run.status,
                                  _csv(run.metrics.get("tasks_completed")), *[_csv(run.metrics.get(m)) for m in METRICS]])
         return buffer.getvalue()
     stats = [f"{m}_{part}" for m in METRICS for part in ("mean", "std")]
-    writer.writerow([*CONFIG_FIELDS, "n", "seeds", *stats, "run_dirs"])
+    writer.writerow([*names, "n", "seeds", *stats, "updates_per_task", "run_dirs"])
     for g in report.groups:
         numbers = []
         for m in METRICS:
             s = g.stat(m)
             numbers += [_csv(s.mean), _csv(s.std)]
-        writer.writerow([*[_csv(g.get(f)) for f in CONFIG_FIELDS], len(g.runs), " ".join(map(str, g.seeds)),
-                         *numbers, " ".join(str(r.path) for r in g.runs)])
+        writer.writerow([*[_csv(g.get(f)) for f in names], len(g.runs), " ".join(map(str, g.seeds)),
+                         *numbers, updates_text(g), " ".join(str(r.path) for r in g.runs)])
     return buffer.getvalue()
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..config import CHOICES
-from ..hashing import canonical_value
+from ..run.hashing import canonical_value
 from .aggregate import Group, varying_fields
 
 ROW_KEYS = ("init", "growth")
 COL_KEYS = ("sparsity", "tasks")
 GROWTH_ORDER = ("random", "unfired", "gradient", "momentum")
+INIT_ORDER = ("erk", "uniform")
 # Never mixed in one table, even when the columns happen to tell them apart.
 ALWAYS_SPLIT = ("dataset", "backbone")
 
@@ -85,8 +85,7 @@ def _row_order(row: tuple) -> tuple:
 def value_order(name: str, value: Any) -> tuple:
     """Sort key of a setting's value: the paper's order for init and growth, numbers by size, else text."""
     if name == "init":
-        inits = [c for c in CHOICES["init"] if c is not None]
-        return (inits.index(value) if value in inits else len(inits), *_sortable(value))
+        return (INIT_ORDER.index(value) if value in INIT_ORDER else len(INIT_ORDER), *_sortable(value))
     if name == "growth":
         return (GROWTH_ORDER.index(value) if value in GROWTH_ORDER else len(GROWTH_ORDER), *_sortable(value))
     return (0, *_sortable(value))

@@ -53,6 +53,10 @@ def layer_capacity(
     )
 
 
+class CapacityWarning(UserWarning):
+    """A layer has no free weight left."""
+
+
 def newly_full(report: list[LayerCapacity]) -> list[str]:
     """Layers this task filled up (free weights before, none after): warned about once, not every task."""
     return [row.name for row in report if row.free == 0 and row.new_fraction > 0]

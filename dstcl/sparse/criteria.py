@@ -1,8 +1,8 @@
 """Drop and growth criteria: registries of score functions with one shared signature.
 
 A criterion is a pure function ``score(view: LayerView) -> Tensor`` returning one score per weight
-position of a layer (same shape as the weight). The topology update, not the criterion, decides
-which positions are eligible and how many to take:
+position of a layer (same shape as the weight). The topology update (:func:`select_topology`), not
+the criterion, decides which positions are eligible and how many to take, and breaks ties at random:
 
 * drop: among the currently active positions, the ones with the **lowest** scores are dropped;
 * grow: among the positions not kept, the ones with the **highest** scores are grown.
@@ -13,12 +13,16 @@ So a criterion never has to count, mask or sort. Adding one is a single register
 
     @register_grow("weight_noise")
     def weight_noise(view):
-        \"\"\"Grow where the stored value is largest, ties broken at random.\"\"\"
-        return view.values.abs() + 1e-6 * view.uniform()
+        \"\"\"Grow where the stored value is largest.\"\"\"
+        return view.values.abs()
 
 and then ``SparseConfig(growth="weight_noise")`` uses it, as does ``dstcl run --growth weight_noise``
 once the module is named in ``DSTCL_PLUGINS`` (see :mod:`dstcl.plugins`). The same holds for
 ``register_drop``. Scores may be any real numbers (not NaN).
+
+A growth criterion registered with ``frozen="zero"`` (gradient, momentum) has its frozen candidates
+(weights owned by earlier tasks, which cannot learn) scored 0 by the learner, as in the reference
+code; with ``frozen="score"`` (random, unfired, the default) they compete on their own score.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
+from ..registry import Registry
+
+FROZEN_POLICIES = ("score", "zero")
 
 
 @dataclass
@@ -42,7 +49,7 @@ class LayerView:
     fired:   positions active at some point during the current task (for ``unfired``).
     grad:    ``dL/d(W * mask)`` of the last batch, dense (non-zero at inactive positions), with
              frozen positions zeroed; ``None`` before the first backward pass.
-    momentum_fn: returns the optimizer's momentum estimate (see :func:`optimizer_momentum`).
+    momentum_fn: returns the optimizer's momentum estimate (see :func:`dstcl.sparse.optim.optimizer_momentum`).
     """
 
     name: str
@@ -74,41 +81,27 @@ class LayerView:
 
 ScoreFn = Callable[[LayerView], torch.Tensor]
 
-DROP: dict[str, ScoreFn] = {}
-GROW: dict[str, ScoreFn] = {}
+_HOW = "Add your own with dstcl.sparse.register_{} (docs/extending.md)."
+DROP: Registry[ScoreFn] = Registry("drop criterion", _HOW.format("drop"))
+GROW: Registry[ScoreFn] = Registry("growth criterion", _HOW.format("grow"))
 
 
-def register_drop(name: str) -> Callable[[ScoreFn], ScoreFn]:
+def register_drop(name: str, *, override: bool = False) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator registering a drop criterion (low score = dropped first)."""
-    return _register(DROP, name)
+    return DROP.register(name, override=override)
 
 
-def register_grow(name: str) -> Callable[[ScoreFn], ScoreFn]:
-    """Decorator registering a growth criterion (high score = grown first)."""
-    return _register(GROW, name)
+def register_grow(name: str, *, frozen: str = "score", needs: str | None = None,
+                  override: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+    """Decorator registering a growth criterion (high score = grown first).
 
-
-def _register(registry: dict[str, ScoreFn], name: str) -> Callable[[ScoreFn], ScoreFn]:
-    def add(fn: ScoreFn) -> ScoreFn:
-        registry[name] = fn
-        return fn
-
-    return add
-
-
-def get_drop(name: str) -> ScoreFn:
-    return _lookup(DROP, name, "drop criterion")
-
-
-def get_grow(name: str) -> ScoreFn:
-    return _lookup(GROW, name, "growth criterion")
-
-
-def _lookup(registry: dict[str, ScoreFn], name: str, what: str) -> ScoreFn:
-    try:
-        return registry[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown {what} {name!r}; valid: {', '.join(sorted(registry))}.") from None
+    ``frozen``: ``"zero"`` makes the learner score frozen candidates 0; ``"score"`` leaves them as
+    scored. ``needs``: ``"momentum"`` when the criterion reads optimizer momentum (so a config with
+    momentum-free SGD is refused before training).
+    """
+    if frozen not in FROZEN_POLICIES:
+        raise ConfigError(f"frozen must be one of {', '.join(FROZEN_POLICIES)}, got {frozen!r}.")
+    return GROW.register(name, override=override, frozen=frozen, needs=needs)
 
 
 # --- drop ---------------------------------------------------------------------------------------
@@ -138,44 +131,27 @@ def unfired_growth(view: LayerView) -> torch.Tensor:
     return view.uniform() + (~view.fired).to(view.weight.dtype)
 
 
-@register_grow("gradient")
+@register_grow("gradient", frozen="zero")
 def gradient_growth(view: LayerView) -> torch.Tensor:
-    """Largest |dL/d(W*mask)| on the last batch (RigL); frozen candidates score 0."""
+    """Largest |dL/d(W*mask)| on the last batch (RigL)."""
     if view.grad is None:
         raise ConfigError(
             "gradient growth needs the gradient of the current batch: call loss.backward() before "
             "the topology update."
         )
-    return view.grad.abs().masked_fill(view.frozen, 0.0)
+    return view.grad.abs()
 
 
-@register_grow("momentum")
+@register_grow("momentum", frozen="zero", needs="momentum")
 def momentum_growth(view: LayerView) -> torch.Tensor:
-    """Largest |momentum| (sparse momentum; Adam: m / (sqrt(v) + eps)); frozen candidates score 0."""
-    return view.momentum().abs().masked_fill(view.frozen, 0.0)
+    """Largest |momentum| (sparse momentum; Adam: m / (sqrt(v) + eps))."""
+    return view.momentum().abs()
 
 
-def optimizer_momentum(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor | None:
-    """The optimizer's momentum estimate for ``param``: Adam's m / (sqrt(v) + eps) or SGD's buffer.
-
-    Returns zeros before the first step, ``None`` for an optimizer without momentum state.
-    """
-    group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
-    if group is None:
-        return None
-    state = optimizer.state.get(param, {})
-    if "betas" in group:  # Adam family
-        if "exp_avg" not in state:
-            return torch.zeros_like(param)
-        return state["exp_avg"] / (state["exp_avg_sq"].sqrt() + group["eps"])
-    if group.get("momentum", 0.0):
-        buf = state.get("momentum_buffer")
-        return torch.zeros_like(param) if buf is None else buf.clone()
-    return None
-
-
-def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, positions: torch.Tensor) -> None:
-    """Zero every per-element optimizer state of ``param`` (moments, momentum buffer) at ``positions``."""
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value.masked_fill_(positions, 0)
+def grow_scores(name: str, view: LayerView) -> torch.Tensor:
+    """Growth scores of criterion ``name`` with its frozen-candidate policy applied (the one place it is)."""
+    entry = GROW.entry(name)
+    scores = entry.obj(view)
+    if entry.meta.get("frozen") == "zero":
+        scores = scores.masked_fill(view.frozen, 0.0)
+    return scores

@@ -8,17 +8,23 @@ Two rules from the DST literature:
   whose density would exceed 1 is made dense and the scale is solved again over the others, as in
   RigL's ``sparse_utils``.
 
-Counts are integers that sum to exactly ``round(density * total)`` (largest-remainder rounding);
-the only exception is a layer whose count would round to 0, which gets 1 weight so that no layer is
-cut off entirely (the total is then off by at most one weight per such layer).
+Counts are integers that sum to exactly ``round(density * total)`` (largest-remainder rounding),
+and every layer keeps at least one weight so no layer is cut off entirely; weights for such a layer
+are taken from the layers most above their exact share. The only case where the total cannot be
+exact is a target smaller than the number of layers (a density below ``layers / total``): then every
+layer gets one weight and the total is the number of layers.
+
+``DENSITY_RULES`` is the registry behind ``--init``; a rule is ``rule(shapes, density, **options)``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -67,26 +73,24 @@ def erk_densities(shapes: Shapes, density: float, power_scale: float = 1.0) -> d
     return {name: 1.0 if name in dense else eps * raw[name] for name in shapes}
 
 
-DENSITY_RULES: dict[str, Callable[..., dict[str, float]]] = {
-    "uniform": uniform_densities,
-    "erk": erk_densities,
-}
+DensityRule = Callable[..., dict[str, float]]
+DENSITY_RULES: Registry[DensityRule] = Registry("sparse initialisation (density rule)")
+DENSITY_RULES.register("uniform", uniform_densities, help="every layer at the overall density")
+DENSITY_RULES.register("erk", erk_densities, help="Erdős–Rényi-Kernel: narrow layers denser")
 
 
 def layer_densities(shapes: Shapes, density: float, rule: str = "erk", **options: float) -> dict[str, float]:
-    """Per-layer densities by rule name (``uniform`` or ``erk``)."""
-    key = str(rule).lower()
-    if key not in DENSITY_RULES:
-        raise ConfigError(
-            f"unknown sparse initialisation {rule!r}; valid: {', '.join(sorted(DENSITY_RULES))}."
-        )
-    if key == "uniform":
-        return uniform_densities(shapes, density)
-    return DENSITY_RULES[key](shapes, density, **options)
+    """Per-layer densities by rule name (``uniform``, ``erk`` or a registered rule).
+
+    ``options`` go to rules that take them (``power_scale`` for ERK) and are ignored by the others.
+    """
+    fn = DENSITY_RULES.get(str(rule).lower())
+    accepted = inspect.signature(fn).parameters
+    return fn(shapes, density, **{k: v for k, v in options.items() if k in accepted})
 
 
 def densities_to_counts(shapes: Shapes, densities: Mapping[str, float], density: float) -> dict[str, int]:
-    """Integer active counts per layer summing to ``round(density * total)``.
+    """Integer active counts per layer summing to ``round(density * total)`` (see the module doc).
 
     Largest-remainder rounding of ``densities[l] * n_l``; dense layers stay dense, no layer gets more
     than ``n_l`` or fewer than 1 weight.
@@ -94,19 +98,22 @@ def densities_to_counts(shapes: Shapes, densities: Mapping[str, float], density:
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     target = round(check_density(density) * sum(sizes.values()))
     exact = {n: min(densities[n], 1.0) * sizes[n] for n in shapes}
-    counts = {n: min(int(math.floor(exact[n])), sizes[n]) for n in shapes}
+    counts = {n: max(1, min(int(math.floor(exact[n])), sizes[n])) for n in shapes}
     remaining = target - sum(counts.values())
-    order = sorted(
-        (n for n in shapes if counts[n] < sizes[n]),
-        # remainders rounded so that 0.3 and 1 - 0.7 break ties the same way
-        key=lambda n: (-round(exact[n] - counts[n], 9), n),
-    )
-    for name in order:
-        if remaining <= 0:
-            break
-        counts[name] += 1
-        remaining -= 1
-    return {n: max(c, 1) for n, c in counts.items()}
+    # remainders rounded so that 0.3 and 1 - 0.7 break ties the same way; names break exact ties
+    if remaining > 0:
+        order = sorted((n for n in shapes if counts[n] < sizes[n]),
+                       key=lambda n: (-round(exact[n] - counts[n], 9), n))
+        for name in order[:remaining]:
+            counts[name] += 1
+    while remaining < 0:  # layers lifted to one weight pushed the total over: take from the most over-served
+        donors = sorted((n for n in shapes if counts[n] > 1), key=lambda n: (-round(counts[n] - exact[n], 9), n))
+        if not donors:
+            break  # target below the number of layers: one weight each (documented)
+        for name in donors[:-remaining]:
+            counts[name] -= 1
+            remaining += 1
+    return counts
 
 
 def layer_counts(shapes: Shapes, density: float, rule: str = "erk", **options: float) -> dict[str, int]:

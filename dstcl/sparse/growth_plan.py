@@ -62,6 +62,10 @@ class GrowthPlan:
     def describe(self, num_tasks: int) -> list[str]:
         return [self.for_task(t) for t in range(num_tasks)]
 
+    def criteria(self) -> set[str]:
+        """Every criterion the plan names."""
+        return {name for _, _, name in self.ranges} | ({self.default} if self.default else set())
+
 
 def parse_growth(spec: str) -> GrowthPlan:
     """Parse a growth spec (see module docstring); unknown names list the registered criteria."""
@@ -78,7 +82,7 @@ def parse_growth(spec: str) -> GrowthPlan:
             )
         name, first, dash, last = match.groups()
         if name not in GROW:
-            raise ConfigError(f"unknown growth criterion {name!r}; valid: {', '.join(sorted(GROW))}.")
+            raise ConfigError(GROW.unknown(name))
         if first is None:
             if default is not None:
                 raise ConfigError(f"growth schedule {spec!r} has two defaults ({default!r}, {name!r}); give ranges with '@'.")

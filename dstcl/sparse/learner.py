@@ -23,95 +23,22 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ConfigError, DstclError
-from .capacity import LayerCapacity, layer_capacity, newly_full
-from .criteria import LayerView, get_drop, get_grow, optimizer_momentum, reset_optimizer_state
-from .density import check_density, layer_counts, DENSITY_RULES
-from .growth_plan import GrowthPlan, parse_growth
-from .schedules import UpdateEvery, make_drop_schedule, DROP_SCHEDULES
+from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
+from .config import SparseConfig
+from .criteria import DROP, LayerView, grow_scores
+from .density import layer_counts
+from .optim import OPTIMIZERS, optimizer_momentum, reset_optimizer_state
+from .params import check_heads, check_unmasked, prunable_parameters
+from .schedules import UpdateEvery, make_drop_schedule
+from .selection import select_topology
 from .state import LayerState, SparseState, pack_mask, unpack_mask
-
-FREE_INITS = ("zero", "kaiming")
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class SparseConfig:
-    """Everything that defines the DST algorithm of a run (not the data, not the backbone)."""
-
-    density: float = 0.2
-    init: str = "erk"  # layer-wise density rule: erk | uniform
-    erk_power_scale: float = 1.0
-    drop: str = "magnitude"
-    growth: str = "random"  # a criterion, or a per-task schedule (see growth_plan)
-    drop_rate: float = 0.5
-    final_drop_rate: float = 0.005
-    drop_schedule: str = "cosine"  # cosine | constant
-    update_frequency: int = 100
-    free_init: str = "zero"  # start of free weights in tasks after the first: zero | kaiming
-
-    def validate(self, num_tasks: int | None = None) -> GrowthPlan:
-        """Check every field; returns the parsed growth plan."""
-        check_density(self.density)
-        if str(self.init).lower() not in DENSITY_RULES:
-            raise ConfigError(f"unknown sparse initialisation {self.init!r}; valid: {', '.join(sorted(DENSITY_RULES))}.")
-        get_drop(self.drop)
-        if self.drop_schedule not in DROP_SCHEDULES:
-            raise ConfigError(f"unknown drop schedule {self.drop_schedule!r}; valid: {', '.join(DROP_SCHEDULES)}.")
-        make_drop_schedule(self.drop_schedule, self.drop_rate, 1, self.final_drop_rate)
-        UpdateEvery(self.update_frequency)
-        if self.free_init not in FREE_INITS:
-            raise ConfigError(f"unknown free-weight init {self.free_init!r}; valid: {', '.join(FREE_INITS)}.")
-        plan = parse_growth(self.growth)
-        return plan.validate(num_tasks) if num_tasks is not None else plan
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class _TaskLayer:
-    """Per-layer bookkeeping while a task trains (derived from the state at start_task)."""
-
-    param: nn.Parameter
-    state: LayerState
-    count: int  # exact number of active weights
-    mask: torch.Tensor
-    inactive: torch.Tensor
-    frozen: torch.Tensor
-    fired: torch.Tensor
-    has_frozen: bool
-
-
-@dataclass
-class UpdateReport:
-    """What one topology update did."""
-
-    step: int
-    drop_fraction: float
-    growth: str
-    dropped: dict[str, int] = field(default_factory=dict)
-    grown_reused: dict[str, int] = field(default_factory=dict)  # grown positions owned by earlier tasks
-
-    @property
-    def total_dropped(self) -> int:
-        return sum(self.dropped.values())
-
-
-def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Every Conv and Linear weight of ``model``, in module order (stem and classifier included)."""
-    found = []
-    for module_name, module in model.named_modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            found.append((f"{module_name}.weight" if module_name else "weight", module.weight))
-    return found
+from .task import TaskLayer, UpdateReport
 
 
 class SparseLearner:
@@ -153,27 +80,19 @@ class SparseLearner:
         named = prunable_parameters(model)
         if not named:
             raise ConfigError("the model has no Conv or Linear weight to sparsify.")
-        prunable_ids = {id(p) for _, p in named}
-        unmasked = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in prunable_ids]
-        if unmasked:
-            raise ConfigError(
-                f"parameter {unmasked[0]!r} is trainable but not a Conv/Linear weight, so no mask "
-                "covers it and it would be shared (and overwritten) across tasks. Build the model "
-                "without biases and with affine=False BatchNorm, or freeze it (requires_grad=False)."
-            )
+        check_unmasked(model, [p for _, p in named])
         self.params = dict(named)
-        self.heads = _check_heads(heads or {}, self.params, num_tasks)
+        self.heads = check_heads(heads or {}, self.params, num_tasks)
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
         shapes = {name: tuple(p.shape) for name, p in named}
-        options = {"power_scale": config.erk_power_scale} if str(config.init).lower() == "erk" else {}
-        self.counts = layer_counts(shapes, config.density, str(config.init).lower(), **options)
+        self.counts = layer_counts(shapes, config.density, config.init, power_scale=config.erk_power_scale)
         device = next(iter(self.params.values())).device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
         self.task: int | None = None
         self.steps = 0
         self.growth_name = ""
-        self._layers: list[_TaskLayer] = []
+        self._layers: list[TaskLayer] = []
         self._weight_decay = 0.0
         self._checked_optimizer: int | None = None
         self.updates: list[UpdateReport] = []
@@ -198,8 +117,7 @@ class SparseLearner:
         self.task = task
         self.steps = 0
         self.growth_name = self.plan.for_task(task)
-        self._grow = get_grow(self.growth_name)
-        self._drop = get_drop(self.config.drop)
+        self._drop = DROP.get(self.config.drop)
         self.drop_schedule = make_drop_schedule(
             self.config.drop_schedule, self.config.drop_rate, total_steps, self.config.final_drop_rate
         )
@@ -221,7 +139,7 @@ class SparseLearner:
                         start = torch.where(frozen, layer.values, fresh)
                     param.copy_(torch.where(mask, start, torch.zeros_like(start)))
                 self._layers.append(
-                    _TaskLayer(param, layer, k, mask, ~mask, frozen, mask.clone(), bool(frozen.any()))
+                    TaskLayer(param, layer, k, mask, ~mask, frozen, mask.clone(), bool(frozen.any()))
                 )
 
     def _fresh_values(self, layer: LayerState) -> torch.Tensor:
@@ -242,16 +160,10 @@ class SparseLearner:
             raise ConfigError(f"learning rate must be a positive number, got {lr!r}.")
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError(f"weight decay must be >= 0, got {weight_decay!r}.")
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}.")
         self._weight_decay = float(weight_decay)
-        params = list(self.params.values())
-        if kind == "adam":
-            optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
-        elif kind == "sgd":
-            if not 0 <= momentum < 1:
-                raise ConfigError(f"SGD momentum must be in [0, 1), got {momentum!r}.")
-            optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
-        else:
-            raise ConfigError(f"unknown optimizer {kind!r}; valid: {', '.join(OPTIMIZERS)}.")
+        optimizer = OPTIMIZERS.get(kind)(list(self.params.values()), lr=lr, momentum=momentum)
         self._checked_optimizer = id(optimizer)
         return optimizer
 
@@ -295,8 +207,9 @@ class SparseLearner:
     def update_topology(self, optimizer: torch.optim.Optimizer | None, drop_fraction: float) -> UpdateReport:
         """Drop the lowest-scoring ``ceil(drop_fraction * k)`` active weights per layer, grow as many.
 
-        Each layer keeps exactly its active count. Grown free weights start at 0 with fresh optimizer
-        state; grown owned weights take their stored value and stay frozen.
+        Each layer keeps exactly its active count (:func:`select_topology`, ties broken at random).
+        Newly grown free weights start at 0 with fresh optimizer state; newly grown owned weights take
+        their stored value and stay frozen; a weight dropped and grown again keeps value and state.
         """
         if self.task is None:
             raise DstclError("no task in progress: call start_task() first.")
@@ -307,15 +220,14 @@ class SparseLearner:
             if k >= n or n_drop <= 0:
                 continue
             view = self._view(layer, optimizer)
-            kept = _top_positions(self._drop(view), layer.mask, k - n_drop)
-            grown = _top_positions(self._grow(view), ~kept, n_drop)
-            if bool((kept & grown).any()):  # an invariant, checked even under python -O
-                raise RuntimeError(f"{layer.state.name}: a position was both kept and grown")
-            new_mask = kept | grown
-            if int(new_mask.sum()) != k:
+            chosen = select_topology(layer.mask, self._drop(view), grow_scores(self.growth_name, view), n_drop,
+                                     generator=self.generator)
+            new_mask = chosen.mask
+            if int(new_mask.sum()) != k:  # an invariant, checked even under python -O
                 raise RuntimeError(f"{layer.state.name}: active count changed")
-            grown_free = grown & ~layer.frozen
-            grown_owned = grown & layer.frozen
+            newly = chosen.grown & ~layer.mask  # regrown positions keep their value and optimizer state
+            grown_free = newly & ~layer.frozen
+            grown_owned = newly & layer.frozen
             param = layer.param
             param.masked_fill_(~new_mask | grown_free, 0.0)
             param.copy_(torch.where(grown_owned, layer.state.values, param))
@@ -325,11 +237,12 @@ class SparseLearner:
             layer.inactive = ~new_mask
             layer.fired |= new_mask
             report.dropped[layer.state.name] = n_drop
+            report.regrown[layer.state.name] = n_drop - int(newly.sum())
             report.grown_reused[layer.state.name] = int(grown_owned.sum())
         self.updates.append(report)
         return report
 
-    def _view(self, layer: _TaskLayer, optimizer: torch.optim.Optimizer | None) -> LayerView:
+    def _view(self, layer: TaskLayer, optimizer: torch.optim.Optimizer | None) -> LayerView:
         param = layer.param
         grad = param.grad
         if grad is not None and layer.has_frozen:
@@ -462,53 +375,3 @@ class SparseLearner:
 
     def layer_densities(self) -> dict[str, float]:
         return {name: self.counts[name] / self.state.by_name[name].numel for name in self.params}
-
-
-def _check_heads(
-    heads: Mapping[str, Sequence[slice]], params: Mapping[str, nn.Parameter], num_tasks: int | None
-) -> dict[str, list[slice]]:
-    checked = {}
-    for name, rows in heads.items():
-        if name not in params:
-            raise ConfigError(f"heads names {name!r}, which is not a prunable weight; valid: {', '.join(params)}.")
-        rows = list(rows)
-        n = params[name].shape[0]
-        if num_tasks is not None and len(rows) < num_tasks:
-            raise ConfigError(f"heads[{name!r}] gives rows for {len(rows)} tasks, but the sequence has {num_tasks}.")
-        for task, part in enumerate(rows):
-            if not isinstance(part, slice) or len(range(n)[part]) == 0:
-                raise ConfigError(f"heads[{name!r}][{task}] must be a non-empty slice of the {n} output rows, got {part!r}.")
-        checked[name] = rows
-    return checked
-
-
-class CapacityWarning(UserWarning):
-    """A layer has no free weight left."""
-
-
-def _top_positions(scores: torch.Tensor, eligible: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the ``k`` eligible positions with the highest scores (exact count).
-
-    On the CPU, numpy's introselect (``argpartition``) is ~10x faster than ``torch.topk`` for the
-    large ``k`` of a topology update; on accelerators ``torch.topk`` is used.
-    """
-    shape = eligible.shape
-    if scores.device.type == "cpu":
-        flat = eligible.reshape(-1).numpy()
-        idx = np.flatnonzero(flat)
-        if k > idx.size:
-            raise RuntimeError(f"cannot select {k} positions among {idx.size} eligible ones")
-        chosen = np.zeros(flat.size, dtype=np.bool_)
-        if k > 0:
-            sub = scores.detach().reshape(-1).numpy()[idx]
-            chosen[idx[np.argpartition(sub, sub.size - k)[sub.size - k:]]] = True
-        return torch.from_numpy(chosen).view(shape)
-    flat_eligible = eligible.reshape(-1)
-    chosen_t = torch.zeros_like(flat_eligible)
-    if k > 0:
-        idx_t = flat_eligible.nonzero().squeeze(1)
-        if k > idx_t.numel():
-            raise RuntimeError(f"cannot select {k} positions among {idx_t.numel()} eligible ones")
-        top = torch.topk(scores.reshape(-1)[idx_t], k, sorted=False).indices
-        chosen_t[idx_t[top]] = True
-    return chosen_t.view(shape)

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class CosineDecay:
 
     def __post_init__(self) -> None:
         _check_fraction("drop_rate", self.initial)
-        _check_fraction("final drop rate", self.final)
+        _check_fraction("final_drop_rate", self.final)
         if int(self.total_steps) < 1:
             raise ConfigError(f"the drop schedule needs at least one step, got total_steps={self.total_steps}.")
 
@@ -52,35 +53,37 @@ class ConstantRate:
 class UpdateEvery:
     """A topology update after every ``frequency`` optimizer steps (steps counted from 1).
 
-    ``stop_at`` (optional) disables updates from that step on, e.g. to let the last part of a task
-    train on a fixed topology.
+    ``frequency`` 0 means never: static sparse training (each task keeps its initial topology).
     """
 
     frequency: int = 100
-    stop_at: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.frequency, int) or self.frequency < 1:
-            raise ConfigError(f"update_frequency must be a positive integer, got {self.frequency!r}.")
+        if isinstance(self.frequency, bool) or not isinstance(self.frequency, int) or self.frequency < 0:
+            raise ConfigError(f"update_frequency must be a non-negative integer (0 = no topology updates), "
+                              f"got {self.frequency!r}.")
 
     def due(self, step: int) -> bool:
-        if step <= 0 or step % self.frequency:
-            return False
-        return self.stop_at is None or step < self.stop_at
+        return self.frequency > 0 and step > 0 and step % self.frequency == 0
+
+    def count(self, total_steps: int) -> int:
+        """How many updates a task of ``total_steps`` optimizer steps gets."""
+        return total_steps // self.frequency if self.frequency > 0 else 0
 
 
-DROP_SCHEDULES = {"cosine": CosineDecay, "constant": ConstantRate}
+DROP_SCHEDULES: Registry[type] = Registry("drop schedule")
+DROP_SCHEDULES.register("cosine", CosineDecay, help="from drop_rate down to final_drop_rate, as the reference")
+DROP_SCHEDULES.register("constant", ConstantRate, help="drop_rate at every update")
 
 
 def make_drop_schedule(kind: str, drop_rate: float, total_steps: int, final: float = 0.005):
     """Build a drop schedule by name (``cosine`` or ``constant``)."""
-    if kind == "cosine":
+    cls = DROP_SCHEDULES.get(kind)
+    if cls is CosineDecay:
         return CosineDecay(initial=drop_rate, total_steps=max(int(total_steps), 1), final=final)
-    if kind == "constant":
-        return ConstantRate(rate=drop_rate)
-    raise ConfigError(f"unknown drop schedule {kind!r}; valid: {', '.join(DROP_SCHEDULES)}.")
+    return ConstantRate(rate=drop_rate)
 
 
 def _check_fraction(what: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 1.0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 1.0):
         raise ConfigError(f"{what} must be a fraction in [0, 1], got {value!r}.")

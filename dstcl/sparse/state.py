@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DstclError
-from ..io import atomic_torch_save
+from ..files import atomic_torch_save
 
 FORMAT = "dstcl-sparse-state/1"
 

@@ -1,7 +1,7 @@
 """Experiment grids: expand a grid file into runs named by config hash, run them locally or on Ray.
 
 * :mod:`.grid` — grid file schema, validation with line numbers, expansion (pure);
-* :mod:`dstcl.hashing` — the stable id of a run (shared with run resume and reports);
+* :mod:`dstcl.run.hashing` — the stable id of a run (shared with run resume and reports);
 * :mod:`.plan` — resolved runs and their status on disk;
 * :mod:`.jobs` — one run as a ``dstcl run`` subprocess;
 * :mod:`.local`, :mod:`.ray_executor` — where the jobs execute;
@@ -9,10 +9,10 @@
 """
 
 from .grid import Grid, Point, expand, load_grid, parse_grid
-from ..hashing import NON_RESULT_FIELDS, canonical_json, config_hash, result_settings
+from ..run.hashing import NON_RESULT_FIELDS, canonical_json, config_hash, result_settings
 from .plan import RunSpec, is_complete, plan_runs, run_status
 from .runner import SweepResult, format_plan, format_summary, load_plan, run_sweep
-from .yamllines import GridError
+from ..yamlfile import GridError
 
 __all__ = [
     "Grid", "GridError", "NON_RESULT_FIELDS", "Point", "RunSpec", "SweepResult", "canonical_json", "config_hash",

@@ -24,22 +24,19 @@ line and the valid options before any run starts.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..config import CHOICES, FIELD_NAMES, PRESETS
-from ..errors import ConfigError
-from .yamllines import GridError, LineDict, LineList, read_yaml_file
+from ..config import PRESETS, SPARSITY
+from ..yamlfile import GridError, LineDict, LineList, read_yaml_file
+from .checks import Problems, check_resource, check_value, is_scalar, kind_of, run_keys, show, suggest
 
 TOP_KEYS = ("name", "description", "preset", "config", "base", "vary", "include", "exclude", "seeds", "resources")
 RESOURCE_KEYS = ("cpus", "gpus")
 MAX_RUNS = 100_000  # more points than this is a mistake in the grid (and would not fit in memory)
-# Keys a run may set: every RunConfig field, the density shorthand, and the preset.
-RUN_KEYS = (*FIELD_NAMES, "density", "preset")
 
 
 @dataclass(frozen=True)
@@ -92,12 +89,12 @@ def parse_grid(data: Any, source: str, folder: Path | None = None,
                         f"not a {type(data).__name__}.")
     for key in data:
         if key not in TOP_KEYS:
-            problems.add(data.line_of(key), f"unknown key {key!r}{_suggest(key, TOP_KEYS)}; valid keys: "
+            problems.add(data.line_of(key), f"unknown key {key!r}{suggest(key, TOP_KEYS)}; valid keys: "
                                             f"{', '.join(TOP_KEYS)}")
     for key in ("name", "description", "config"):
         if key in data and not is_scalar(data[key]):
             what = "a path to a config file" if key == "config" else "a text"
-            problems.add(data.line_of(key), f"{key} must be {what}, not a {_kind(data[key])} ({_show(data[key])})")
+            problems.add(data.line_of(key), f"{key} must be {what}, not a {kind_of(data[key])} ({show(data[key])})")
     preset = data.get("preset")
     if preset is not None:
         message = check_value("preset", preset)
@@ -126,7 +123,7 @@ def parse_grid(data: Any, source: str, folder: Path | None = None,
             problems.add(vary.line_of(key), f"vary.{key} is an empty list, so the grid has no runs; give at "
                                             "least one value or remove the key")
         _check_key(key, "vary", vary.line_of(key), problems)
-        if key in RUN_KEYS:
+        if key in run_keys():
             for i, value in enumerate(values):
                 message = check_value(key, value)
                 if message:
@@ -136,6 +133,7 @@ def parse_grid(data: Any, source: str, folder: Path | None = None,
             problems.add(vary.line_of(key), f"vary.{key} lists {dupes[0]!r} twice")
     include = _entries(data, "include", problems)
     exclude = _entries(data, "exclude", problems)
+    _check_sparsity_and_density([base, vary, *include], problems)
     seeds, seeds_line = _seeds(data, problems)
     if seeds is not None and ("seed" in vary or any("seed" in e for e in include)):
         problems.add(seeds_line, "seeds are given both in seeds: and as a varied field; use one of them")
@@ -199,133 +197,6 @@ def expand(grid: Grid) -> list[Point]:
     return out
 
 
-def check_value(key: str, value: Any) -> str | None:
-    """Why ``value`` is not valid for ``key`` (with the valid options), or None if it is."""
-    from ..config import _coerce
-    from ..sparse import parse_growth
-
-    if not is_scalar(value):
-        return (f"{key} must be a single value, not a {_kind(value)} ({_show(value)}); valid: {valid_options(key)}"
-                + (f" (to try several values, list them under vary: {key}: [a, b])" if key != "preset" else
-                   " (to try several presets, list them under vary: preset: [a, b])"))
-    if key == "preset":
-        return None if value in PRESETS else f"unknown preset {value!r}; valid presets: {', '.join(PRESETS)}"
-    if key == "density":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            return f"density must be a number in (0, 1] (density = 1 - sparsity), got {value!r}"
-        return None
-    try:
-        coerced = getattr(_coerce({key: value}), key)
-    except ConfigError as exc:
-        return str(exc).rstrip(".")
-    except OverflowError:  # an integer too large for a float
-        return f"{key} must be {valid_options(key)} in the range of a float, got {_show(value)}"
-    named = _registries()
-    if key in named and coerced is not None and coerced not in named[key]:
-        return f"unknown {key} {coerced!r}; valid: {', '.join(sorted(named[key]))}"
-    if key in CHOICES and coerced not in CHOICES[key]:
-        shown = ", ".join(str(c) for c in CHOICES[key] if c is not None)
-        return f"{key} must be one of {shown}; got {value!r}"
-    if key == "growth":
-        try:
-            parse_growth(coerced)
-        except ConfigError as exc:
-            return str(exc).rstrip(".")
-    if key in RANGE_CHECKED and coerced is not None:
-        from ..config import RunConfig, validate
-
-        try:  # the field on its own, every other field at its default
-            validate(replace(RunConfig(), **{key: coerced}))
-        except ConfigError as exc:
-            return str(exc).rstrip(".")
-    return None
-
-
-def is_scalar(value: Any) -> bool:
-    """True for a single YAML value (text, number, boolean, null, date), False for a list or a mapping."""
-    if isinstance(value, (list, tuple, dict, set, frozenset)):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def valid_options(key: str) -> str:
-    """What ``key`` accepts, in words (for error messages)."""
-    from ..config import RunConfig
-    from ..sparse import GROW
-
-    if key == "preset":
-        return ", ".join(PRESETS)
-    if key == "density":
-        return "a number in (0, 1] (density = 1 - sparsity)"
-    named = _registries()
-    if key in named:
-        return ", ".join(sorted(named[key]))
-    if key in CHOICES:
-        return ", ".join(str(c) for c in CHOICES[key] if c is not None)
-    if key == "growth":
-        return f"{', '.join(sorted(GROW))}, or a schedule such as random@0-4,gradient"
-    kind = str(RunConfig.__dataclass_fields__[key].type) if key in RunConfig.__dataclass_fields__ else ""
-    if kind.startswith("int"):
-        return "an integer"
-    if kind.startswith("float"):
-        return "a number"
-    if kind.startswith("bool"):
-        return "true or false"
-    return "a text value"
-
-
-def _registries() -> dict[str, Mapping[str, Any]]:
-    """Fields whose valid values are the names in a registry (imported late: plugins may add names)."""
-    from ..data import DATASETS
-    from ..models import MODELS
-    from ..sparse import DROP
-
-    return {"dataset": DATASETS, "backbone": MODELS, "drop": DROP}
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    return type(value).__name__
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# Fields whose valid range does not depend on other fields, so a bad value can be reported at its line.
-RANGE_CHECKED = frozenset({"sparsity", "lr", "momentum", "weight_decay", "seed", "drop_rate", "epochs",
-                           "batch_size", "update_frequency", "width", "num_classes"})
-
-
-class Problems:
-    """Collects the mistakes of one grid file so they are all reported at once."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self.items: list[tuple[int, str]] = []
-
-    def add(self, line: int, message: str) -> None:
-        self.items.append((line, message))
-
-    def raise_if_any(self) -> None:
-        if not self.items:
-            return
-        shown = sorted(self.items, key=lambda item: item[0])[:10]
-        parts = [f"{'command line (--set)' if line == 0 else f'line {line}'}: {message}." for line, message in shown]
-        more = len(self.items) - len(shown)
-        tail = f" ({more} more problems not shown.)" if more > 0 else ""
-        head = f"grid file {self.source} has {len(self.items)} problem{'s' if len(self.items) > 1 else ''}: "
-        raise GridError(head + " ".join(parts) + tail + " Nothing was run.")
-
-
 def _product(vary: Mapping[str, list]) -> list[dict[str, Any]]:
     keys = list(vary)
     return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
@@ -379,10 +250,11 @@ def _check_settings(settings: LineDict, where: str, problems: Problems, *, allow
 
 
 def _check_key(key: Any, where: str, line: int, problems: Problems) -> bool:
-    if key in RUN_KEYS:
+    keys = run_keys()
+    if key in keys:
         return True
-    problems.add(line, f"unknown field {key!r} in {where}{_suggest(str(key), RUN_KEYS)}; valid fields: "
-                       f"{', '.join(RUN_KEYS)}")
+    problems.add(line, f"unknown field {key!r} in {where}{suggest(str(key), keys)}; valid fields: "
+                       f"{', '.join(keys)}")
     return False
 
 
@@ -432,31 +304,12 @@ def _resources(data: LineDict, problems: Problems) -> dict[str, float]:
     return out
 
 
-RAY_RESOURCE_UNIT = 1e-4  # Ray rejects fractions of a CPU or GPU finer than this
-
-
-def check_resource(kind: str, amount: Any, name: str | None = None) -> str | None:
-    """Why ``amount`` is not a valid per-run number of ``kind`` ("cpus" or "gpus") for Ray, or None.
-
-    ``name`` is how the message calls the setting (default: ``kind``).
-
-    CPUs: a finite number above 0; GPUs: a finite number of at least 0. Fractions are allowed (0.5 CPU,
-    0.25 GPU: several runs share one), down to Ray's unit of 0.0001.
-    """
-    name = name or kind
-    if kind == "cpus":
-        wanted = "a finite number greater than 0 (fractions such as 0.5 are allowed)"
-    else:
-        wanted = "a finite number of at least 0 (fractions such as 0.25 share a GPU between runs)"
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        return f"{name} must be {wanted}, got {_show(amount)}"
-    if amount > 1e9 and amount != math.inf:  # also an integer too large for a float (math.isfinite would fail)
-        return f"{name} must be {wanted} and not more than a cluster can have, got {_show(amount)}"
-    if (isinstance(amount, float) and not math.isfinite(amount)) or amount < 0 or (kind == "cpus" and amount == 0):
-        return f"{name} must be {wanted}, got {amount!r}"
-    if 0 < amount < RAY_RESOURCE_UNIT:
-        return f"{name} must be 0 or at least {RAY_RESOURCE_UNIT:g} (Ray's smallest unit), got {amount!r}"
-    return None
+def _check_sparsity_and_density(blocks: list[LineDict], problems: Problems) -> None:
+    """Both spellings in one grid would make the runs depend on which one wins: refuse it."""
+    where = {key: block.line_of(key) for block in blocks for key in (SPARSITY, "density") if key in block}
+    if len(where) == 2:
+        problems.add(max(where.values()), "the grid sets both sparsity (line "
+                     f"{where[SPARSITY]}) and density (line {where['density']}); use one of them (density = 1 - sparsity)")
 
 
 def _duplicates(values: list) -> list:
@@ -467,11 +320,6 @@ def _duplicates(values: list) -> list:
             dupes.append(value)
         seen.append(value)
     return dupes
-
-
-def _suggest(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _optional_str(value: Any) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ..io import atomic_write_json
-from ..hashing import config_hash
-from .plan import DONE, RunSpec, run_status
+from ..files import atomic_write_json
+from ..run.hashing import config_hash
+from ..run.rundir import COMPLETED, METRICS, is_locked, is_run_dir, read_config, run_status
+from .plan import RunSpec
 
 CONFIG_NAME = "sweep-config.json"  # the resolved config the run was started with
 LOG_NAME = "sweep.log"  # stdout and stderr of every attempt, appended
-KEEP_ON_RETRY = frozenset({LOG_NAME})
+DONE = COMPLETED
 
 
 @dataclass(frozen=True)
@@ -53,67 +53,51 @@ class Outcome:
     message: str = ""
 
 
-def prepare_job(spec: RunSpec, out: str | Path, tensorboard: str | Path | None = None) -> Job:
-    """Make the run directory ready and return its job: resume, or start (again) from scratch.
+def prepare_job(spec: RunSpec, out: str | Path, tensorboard: str | Path | None = None, *,
+                fresh: bool = False, threads: int | None = None) -> Job:
+    """Write the run's resolved config beside it and return its job: ``dstcl run --config ... --run-dir``.
 
-    An unfinished run that left checkpoints of this very config is resumed (``dstcl run --resume``:
-    the result equals an uninterrupted run's). Otherwise the unfinished attempt's outputs are removed
-    (its log is kept; attempts are appended) and the run starts from the resolved config written beside
-    them, so it can also be repeated by hand with ``dstcl run --config``. A directory locked by a run
-    still in progress (another sweep) is left alone; its job then fails with "still running".
+    The run itself applies the one rule for a folder that already holds a run (``dstcl.run.reuse``): the
+    same settings unfinished are resumed (the result equals an uninterrupted run's), other settings are
+    refused unless ``fresh`` (the sweep's ``--fresh``), so finished work is never discarded silently.
+    ``threads`` (the sweep's ``--threads``) applies to runs whose grid sets no thread count.
     """
     run_dir = spec.run_dir(out).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = ["--tensorboard", str(Path(tensorboard).resolve())] if tensorboard is not None else []
-    uses_cuda = spec.config.device in ("auto", "cuda")
-    if is_locked(run_dir) or can_resume(run_dir, spec.id):
-        args = ["run", "--resume", str(run_dir), "--no-progress", *extra]
-        return Job(spec.id, spec.label_text(), str(run_dir), tuple(args), uses_cuda)
-    for child in run_dir.iterdir():
-        if child.name in KEEP_ON_RETRY:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-    config = spec.config.as_dict()
+    uses_cuda = spec.config.run.device in ("auto", "cuda")
+    config = spec.config.flat()
     if config.get("data_dir"):
         config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
     config["progress"] = False
+    if config.get("threads") is None and threads is not None:
+        config["threads"] = threads
     config_path = run_dir / CONFIG_NAME
     atomic_write_json(config_path, config)
     args = ["run", "--config", str(config_path), "--run-dir", str(run_dir), "--no-progress", *extra]
+    if fresh:
+        args.append("--fresh")
     return Job(spec.id, spec.label_text(), str(run_dir), tuple(args), uses_cuda)
 
 
 def can_resume(run_dir: Path, run_id: str) -> bool:
-    """True when ``run_dir`` holds checkpoints of an unfinished run whose config hashes to ``run_id``."""
-    folder = run_dir / "checkpoints"
-    if run_status(run_dir) == DONE or not folder.is_dir() or not any(folder.glob("ckpt-*.pt")):
+    """True when ``run_dir`` holds an unfinished run whose config hashes to ``run_id``."""
+    if run_status(run_dir) == DONE or not is_run_dir(run_dir):
         return False
     try:
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return config_hash(read_config(run_dir)) == run_id
+    except Exception:  # noqa: BLE001 - an unreadable config.json is not resumable
         return False
-    return isinstance(saved, dict) and config_hash(saved) == run_id
 
 
-def is_locked(run_dir: Path) -> bool:
-    """True while a ``dstcl run`` process holds the run's ``run.lock`` (see dstcl.rundir.RunDir.lock)."""
-    path = run_dir / "run.lock"
-    if not path.exists():
+def holds_other_run(run_dir: Path, run_id: str) -> bool:
+    """True when ``run_dir`` holds the work of a run with other settings (its config.json hashes elsewhere)."""
+    if not is_run_dir(run_dir):
         return False
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return False
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+        return config_hash(read_config(run_dir)) != run_id
+    except Exception:  # noqa: BLE001
+        return True
 
 
 def execute_job(
@@ -161,7 +145,7 @@ def skipped_outcome(spec: RunSpec, out: str | Path) -> Outcome:
 
 def read_acc(run_dir: str | Path) -> float | None:
     try:
-        value = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("acc")
+        value = json.loads((Path(run_dir) / METRICS).read_text(encoding="utf-8")).get("acc")
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) else None

@@ -1,9 +1,9 @@
 """Run jobs on this machine, N at a time, one GPU per run when there are GPUs.
 
 Each worker slot keeps its GPU for its whole life, so with ``--jobs`` equal to the number of GPUs
-every run has a device of its own (``CUDA_VISIBLE_DEVICES`` is set per run). Without GPUs the CPU
-cores are shared out by setting ``OMP_NUM_THREADS`` (unless the user set it), so N runs do not each
-start one thread per core.
+every run has a device of its own (``CUDA_VISIBLE_DEVICES`` is set per run). CPU threads are not
+derived from ``--jobs``: a run's thread count is part of its config (``threads``), because it changes
+floating-point results, and a run must repeat exactly inside and outside a sweep.
 """
 
 from __future__ import annotations
@@ -32,13 +32,10 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def slot_environment(slot: int, jobs: int, job: Job, gpus: Sequence[str], cpus: int | None = None) -> dict[str, str]:
+def slot_environment(slot: int, jobs: int, job: Job, gpus: Sequence[str]) -> dict[str, str]:
     """Environment additions for the run in worker ``slot`` (pure; see the module docstring)."""
     if gpus and job.uses_cuda:
         return {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
-    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
-        threads = str(max(1, (cpus or os.cpu_count() or 1) // jobs))
-        return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     return {}
 
 

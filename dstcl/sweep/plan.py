@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, resolve
 from ..errors import ConfigError
+from ..run.hashing import config_hash
+from ..run.rundir import COMPLETED, METRICS
+from ..run.rundir import run_status as read_status
+from ..yamlfile import GridError
 from .grid import Grid, Point, Problems, expand
-from .yamllines import GridError
-from ..hashing import config_hash
 
-DONE = "completed"
+DONE = COMPLETED
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,10 @@ def plan_runs(grid: Grid) -> list[RunSpec]:
 
 
 def run_status(run_dir: str | Path) -> str:
-    """``new`` (no metrics yet) or the status in its metrics.json: completed, running, failed, interrupted."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
+    """``new`` (no metrics yet), ``unreadable``, or the status in its metrics.json (completed, running, ...)."""
+    if not (Path(run_dir) / METRICS).exists():
         return "new"
-    try:
-        status = json.loads(path.read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return "unreadable"
-    return str(status) if status else "unknown"
+    return read_status(run_dir) or "unreadable"
 
 
 def is_complete(run_dir: str | Path) -> bool:

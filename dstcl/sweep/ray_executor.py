@@ -65,7 +65,7 @@ def run_ray(
         pending: dict[Any, Job] = {}
         for job in jobs:
             need_gpus = gpus if gpus is not None else (1.0 if cluster_gpus > 0 and job.uses_cuda else 0.0)
-            ref = remote.options(num_cpus=cpus, num_gpus=need_gpus, max_retries=0).remote(job, cpus)
+            ref = remote.options(num_cpus=cpus, num_gpus=need_gpus, max_retries=0).remote(job)
             pending[ref] = job
             on_start(job)
         outcomes: list[Outcome] = []
@@ -90,7 +90,6 @@ def run_ray(
             ray.shutdown()
 
 
-def _execute(job: Job, cpus: float) -> Outcome:
-    """The Ray task: one run as a subprocess with as many threads as CPUs it asked for."""
-    threads = str(max(1, int(cpus)))
-    return execute_job(job, {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+def _execute(job: Job) -> Outcome:
+    """The Ray task: one run as a subprocess (its thread count is in its config: the task's CPUs by default)."""
+    return execute_job(job)

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import DstclError
-from ..io import atomic_write_json
+from ..files import atomic_write_json
+from ..run.environment import available_cpus, default_threads
+from ..run.rundir import is_locked
 from .grid import Grid, check_resource, load_grid
-from .jobs import Outcome, can_resume, is_locked, prepare_job, skipped_outcome
+from .jobs import Outcome, can_resume, holds_other_run, prepare_job, skipped_outcome
 from .plan import DONE, RunSpec, plan_runs, run_status
 
 EXECUTORS = ("local", "ray")
@@ -51,9 +53,15 @@ def run_sweep(
     gpus: float | None = None,
     tensorboard: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    fresh: bool = False,
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Run (or, with ``dry_run``, list) every run of the grid not yet completed under ``out``."""
+    """Run (or, with ``dry_run``, list) every run of the grid not yet completed under ``out``.
+
+    A run folder holding another configuration's work is left alone (that run fails, saying so) unless
+    ``fresh``. Each run computes with the thread count its grid (or ``--set threads=N``) gives; without
+    one, with the CPUs it may use, as a ``dstcl run`` would, so a run repeats exactly outside the sweep.
+    """
     if executor not in EXECUTORS:
         raise DstclError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}.")
     if jobs < 1:
@@ -68,14 +76,22 @@ def run_sweep(
     echo(f"{grid.name or grid.source}: {len(specs)} runs, {len(specs) - len(todo)} already completed, "
          f"{len(todo)} to run (output: {out})")
     if dry_run:
-        echo(format_plan(specs, statuses, out))
+        echo(format_plan(specs, statuses, out, fresh))
         return SweepResult(grid, specs, [])
+    if executor == "local" and jobs > 1:
+        threads = [spec.config.run.threads or default_threads() for spec in todo]
+        if threads and jobs * max(threads) > available_cpus():
+            echo(f"note: {jobs} runs at once x {max(threads)} thread(s) each on {available_cpus()} CPU(s): the runs "
+                 "share cores (slower, same results). Set threads in the grid (--set threads=1) to avoid it.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DstclError(f"cannot create the output folder {out}: {exc.strerror}.") from None
     write_manifest(out, grid, specs, statuses, {})
-    job_list = [prepare_job(spec, out, tensorboard) for spec in todo]
+    ray_threads = None
+    if executor == "ray":  # a Ray task's CPUs, not the node's, unless the grid says otherwise
+        ray_threads = max(1, int(cpus if cpus is not None else grid.resources.get("cpus", 1.0)))
+    job_list = [prepare_job(spec, out, tensorboard, fresh=fresh, threads=ray_threads) for spec in todo]
     progress = _Progress(len(job_list), echo)
     if not job_list:
         outcomes = []
@@ -115,23 +131,25 @@ def check_executor_options(executor: str, address: str | None, cpus: float | Non
                 raise DstclError(f"{message}. Nothing was run.")
 
 
-def planned_action(spec: RunSpec, out: str | Path, status: str) -> str:
-    """What a sweep does with a run in the state ``status``: run, skip, resume or restart."""
-    if status == "new":
-        return "run"
+def planned_action(spec: RunSpec, out: str | Path, status: str, fresh: bool = False) -> str:
+    """What a sweep does with a run in the state ``status``: run, skip, resume, restart or refuse."""
+    run_dir = spec.run_dir(out)
     if status == DONE:
         return "skip (completed)"
-    run_dir = spec.run_dir(out)
     if is_locked(run_dir):
         return "busy (running now)"
+    if holds_other_run(run_dir, spec.id):
+        return "discard other run" if fresh else "refuse (other settings)"
+    if status == "new":
+        return "run"
     return f"resume ({status})" if can_resume(run_dir, spec.id) else f"restart ({status})"
 
 
-def format_plan(specs: Sequence[RunSpec], statuses: Mapping[str, str], out: str | Path) -> str:
+def format_plan(specs: Sequence[RunSpec], statuses: Mapping[str, str], out: str | Path, fresh: bool = False) -> str:
     """The dry-run listing: one line per run with what a sweep would do with it."""
     lines = [f"{'id':<12}  {'action':<22}  run"]
     for spec in specs:
-        action = planned_action(spec, out, statuses.get(spec.id, "new"))
+        action = planned_action(spec, out, statuses.get(spec.id, "new"), fresh)
         lines.append(f"{spec.id:<12}  {action:<22}  {spec.label_text()}")
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """Training of one task: batches, optimizer, learning-rate schedule, DST steps, progress.
 
-Per task a fresh optimizer (the reference: Adam, lr 1e-3), the learning rate multiplied by 0.1 at
-50 % and 75 % of the epochs (the reference's MultiStepLR), and a DST topology update every
+Per task a fresh optimizer (the reference: Adam, lr 1e-3), the learning rate multiplied by 0.1 after
+epochs ``int(0.5 * E)`` and ``int(0.75 * E)`` (the reference's MultiStepLR, truncation included; see
+:func:`~dstcl.train.config.lr_milestones`), and a DST topology update every
 ``update_frequency`` optimizer steps through the :class:`~dstcl.sparse.SparseLearner`.
 
 :class:`TaskTrainer` runs one epoch at a time and exposes its whole state (optimizer, scheduler,
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -21,23 +21,7 @@ from torch import nn
 from .. import faults
 from ..errors import DstclError
 from ..sparse import SparseLearner
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How each task is trained (not what is sparse: see SparseConfig)."""
-
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs
-    lr_gamma: float = 0.1
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from .config import TrainConfig, lr_milestones
 
 
 class NumericalError(DstclError):
@@ -57,11 +41,6 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
         idx = order[start : start + batch_size]
         if len(idx) >= 2:
             yield idx
-
-
-def lr_milestones(epochs: int, fractions: tuple[float, ...]) -> list[int]:
-    """Epochs after which the learning rate drops (deduplicated, at least epoch 1)."""
-    return sorted({max(1, int(round(f * epochs))) for f in fractions if round(f * epochs) < epochs})
 
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -117,6 +96,7 @@ class TaskTrainer:
         """Train one epoch; returns (and logs) the epoch event."""
         assert self.optimizer is not None, "call begin() or load_state_dict() first"
         epoch = self.epochs_done
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with (before the scheduler steps)
         started = time.perf_counter()
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
@@ -160,7 +140,7 @@ class TaskTrainer:
         self.seconds += time.perf_counter() - started
         self.last = {"event": "epoch", "task": self.task, "epoch": epoch, "loss": float(loss_sum) / max(seen, 1),
                      "train_accuracy": 100.0 * float(correct) / max(seen, 1),
-                     "lr": self.optimizer.param_groups[0]["lr"], "seconds": self.seconds}
+                     "lr": lr, "seconds": self.seconds}
         self.log(self.last)
         return self.last
 

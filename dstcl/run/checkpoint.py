@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from . import faults
-from .errors import DstclError
+from .. import faults
+from ..errors import DstclError
 
 _NAME = re.compile(r"^ckpt-(\d{6})\.pt$")
 
@@ -105,15 +105,19 @@ class Checkpointer:
         torch.save(data, buffer)
         raw = buffer.getbuffer()
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            half = len(raw) // 2
-            handle.write(raw[:half])
-            handle.flush()
-            faults.point("checkpoint_write")
-            handle.write(raw[half:])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                half = len(raw) // 2
+                handle.write(raw[:half])
+                handle.flush()
+                faults.point("checkpoint_write")
+                handle.write(raw[half:])
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half file must not keep the space a full disk needs for metrics.json
+            raise
         _fsync_dir(path.parent)
         for old in self.paths()[: -self.keep]:
             old.unlink(missing_ok=True)

@@ -2,9 +2,11 @@
 
 Two grid points that resolve to the same configuration are the same run, so the hash is taken over
 the *resolved* config, not over how the grid spelled it (``density: 0.1`` and ``sparsity: 0.9``, a
-preset or its fields written out, all give one hash). Settings that only say where or how a run
-executes are left out, so a sweep moved to another machine, data path or GPU still finds its
-finished runs.
+preset or its fields written out, all give one hash). Settings declared ``result=False`` (where or
+how a run executes: output folder, device, thread count, data path, progress bars, checkpoint budget)
+are left out, so a sweep moved to another machine, data path or GPU still finds its finished runs.
+Bit-identical results additionally need the same thread count, torch version and device
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from .config import RunConfig
+from ..config import NON_RESULT_FIELDS, RunConfig, result_keys
 
-# Where and how a run executes, not what it computes. A new RunConfig field that cannot change
-# results (a path, a logging or checkpointing knob) belongs here, or it splits finished sweeps.
-NON_RESULT_FIELDS = frozenset({"out", "progress", "device", "data_dir", "download", "checkpoint_budget"})
 HASH_LENGTH = 12
+__all__ = ["HASH_LENGTH", "NON_RESULT_FIELDS", "canonical_json", "canonical_value", "config_hash", "result_settings"]
 
 
 def result_settings(config: RunConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of ``config`` that can change results (a RunConfig or a config.json dict)."""
-    values = config.as_dict() if isinstance(config, RunConfig) else dict(config)
-    fields = set(RunConfig.__dataclass_fields__)
-    return {k: v for k, v in values.items() if k in fields and k not in NON_RESULT_FIELDS}
+    """The settings of ``config`` that can change results (a RunConfig or a config.json dict)."""
+    values = config.flat() if isinstance(config, RunConfig) else dict(config)
+    keys = result_keys(values)
+    return {k: v for k, v in values.items() if k in keys}
 
 
 def canonical_json(settings: Mapping[str, Any]) -> str:

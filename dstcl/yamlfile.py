@@ -1,4 +1,4 @@
-"""YAML loading that remembers line numbers, so a mistake in a grid file can be reported where it is.
+"""YAML loading that remembers line numbers, so a mistake in a grid or config file is reported where it is.
 
 PyYAML's safe loader drops the position of every value. Here mappings and lists are built as
 :class:`LineDict` / :class:`LineList`, plain ``dict`` / ``list`` subclasses that also record the
@@ -13,11 +13,15 @@ from typing import Any
 
 import yaml
 
-from ..errors import DstclError
+from .errors import ConfigError, DstclError
 
 
 class GridError(DstclError):
     """A grid file is missing, unreadable or has a mistake; the message names the line."""
+
+
+class _DuplicateKey(Exception):
+    """Raised inside the loader; turned into the caller's error class with the file named."""
 
 
 class LineDict(dict):
@@ -60,10 +64,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         try:
             hash(key)
         except TypeError:
-            raise GridError(f"line {line}: a key must be a plain name, not {type(key).__name__}.") from None
+            raise _DuplicateKey(f"line {line}: a key must be a plain name, not {type(key).__name__}.") from None
         if key in out:
-            raise GridError(f"line {line}: {key!r} is given twice in the same block (first at line "
-                            f"{out.lines[key]}); keep one.")
+            raise _DuplicateKey(f"line {line}: {key!r} is given twice in the same block (first at line "
+                                f"{out.lines[key]}); keep one.")
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = line
     return out
@@ -80,12 +84,13 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def load_yaml_with_lines(text: str, source: str = "<grid>") -> Any:
-    """Parse ``text``; mappings become LineDict, lists LineList. Syntax errors name the line."""
+def load_yaml_with_lines(text: str, source: str = "<grid>", *, what: str = "grid file",
+                         error: type[DstclError] = GridError) -> Any:
+    """Parse ``text``; mappings become LineDict, lists LineList. Syntax errors and duplicate keys name the line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except GridError as exc:
-        raise GridError(f"grid file {source}, {exc}") from None
+    except _DuplicateKey as exc:
+        raise error(f"{what} {source}, {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -93,18 +98,26 @@ def load_yaml_with_lines(text: str, source: str = "<grid>") -> Any:
         context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
             problem += f" ({context} at line {context_mark.line + 1})"
-        raise GridError(f"grid file {source}{where} is not valid YAML: {problem}.") from None
+        raise error(f"{what} {source}{where} is not valid YAML: {problem}.") from None
 
 
-def read_yaml_file(path: str | Path) -> Any:
-    """Read and parse a YAML file with line numbers; a missing file is a GridError."""
+def read_yaml_file(path: str | Path, *, what: str = "grid file", error: type[DstclError] = GridError) -> Any:
+    """Read and parse a YAML file with line numbers; a missing or unreadable file is a clear ``error``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise GridError(f"grid file {path} does not exist.") from None
+        raise error(f"{what} {path} does not exist.") from None
     except IsADirectoryError:
-        raise GridError(f"grid file {path} is a folder; give the path of a .yaml file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridError(f"cannot read grid file {path}: {getattr(exc, 'strerror', None) or exc}.") from None
-    return load_yaml_with_lines(text, str(path))
+        raise error(f"{what} {path} is a folder; give the path of a .yaml file.") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                    "(YAML or JSON).") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}.") from None
+    return load_yaml_with_lines(text, str(path), what=what, error=error)
+
+
+def read_config_file(path: str | Path) -> Any:
+    """A run's YAML/JSON config file, with the same checks as a grid file (errors are ConfigErrors)."""
+    return read_yaml_file(path, what="config file", error=ConfigError)

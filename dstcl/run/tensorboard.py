@@ -1,6 +1,7 @@
 """A TensorBoard logger: turns a run's event dicts into TensorBoard scalars.
 
-Pass it to ``run_experiment(..., loggers=[TensorBoardLogger(log_dir, run_dir)])`` or use
+Pass it to ``run_experiment(..., loggers=[TensorBoardLogger(log_dir, run_dir)])`` (it subscribes to
+the run's events) or use
 ``dstcl run --tensorboard DIR`` (and ``dstcl sweep --tensorboard DIR``), which write each run to
 ``DIR/<run directory name>`` so that ``tensorboard --logdir DIR`` compares runs side by side.
 
@@ -25,7 +26,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import DstclError
+from ..errors import DstclError
+from .rundir import CAPACITY, CONFIG, EVENTS, METRICS
 
 FINAL_METRICS = ("acc", "bwt", "fwt", "fwt_reference")
 
@@ -123,12 +125,12 @@ class TensorBoardLogger:
         self.writer.flush()
 
     def _run_end(self, event: dict) -> None:
-        metrics = self._read("metrics.json")
+        metrics = self._read(METRICS)
         if event.get("status") == "completed" and isinstance(metrics, dict):
             final = {k: float(metrics[k]) for k in FINAL_METRICS if isinstance(metrics.get(k), (int, float))}
             for key, value in final.items():
                 self.writer.add_scalar(f"final/{key}", value, 0)
-            config = self._read("config.json")
+            config = self._read(CONFIG)
             if isinstance(config, dict) and final:
                 hparams = {k: v for k, v in config.items()
                            if isinstance(v, (int, float, str, bool)) and k not in ("out", "progress", "data_dir")}
@@ -156,7 +158,7 @@ class TensorBoardLogger:
         self._step_offset += int(event.get("steps") or 0)
 
     def _capacity(self, task: int) -> list[dict]:
-        capacity = self._read("capacity.json")
+        capacity = self._read(CAPACITY)
         if isinstance(capacity, list):
             for entry in capacity:
                 if isinstance(entry, dict) and entry.get("task") == task:
@@ -167,7 +169,7 @@ class TensorBoardLogger:
         if self.run_dir is None:
             return []
         try:
-            lines = (self.run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = (self.run_dir / EVENTS).read_text(encoding="utf-8").splitlines()
         except OSError:
             return []
         events = []
@@ -194,20 +196,3 @@ def loggers_for_run(log_root: str | Path | None, run_dir: str | Path | None) -> 
     run_dir = Path(run_dir) if run_dir is not None else None
     name = run_dir.resolve().name if run_dir is not None else "run"
     return [TensorBoardLogger(Path(log_root) / name, run_dir)]
-
-
-def reserve_run_dir(out: str | Path, label: str) -> Path:
-    """Create the run's unique folder up front (the logger must know it before the run starts)."""
-    summary_writer_class()  # a missing tensorboard is reported before any folder is made
-    from .rundir import RunDir
-
-    return RunDir.create(out, label).path
-
-
-def release_if_unused(run_dir: str | Path) -> None:
-    """Remove a reserved run folder again if the run failed before writing anything into it."""
-    import shutil
-
-    path = Path(run_dir)
-    if path.is_dir() and not (path / "config.json").exists():
-        shutil.rmtree(path, ignore_errors=True)

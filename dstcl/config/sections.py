@@ -1,0 +1,114 @@
+"""The sections of a run's configuration; ``RunConfig`` composes them with ``SparseConfig`` and ``TrainConfig``.
+
+Every field is declared once with :func:`dstcl.settings.setting` (default, help, accepted values,
+whether it changes results). The command line (``dstcl run --help``), config files, grid checks and
+the run hash are all derived from these declarations and from the registries they name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from ..data import DATASETS, ORDERS
+from ..models import BN_MODES, MODELS
+from ..settings import check_fields, setting
+from ..sparse import SparseConfig
+from ..train.config import TrainConfig
+
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dataset: str = setting("digits", "data set", choices=DATASETS)
+    data_dir: str | None = setting(None, "where the data set lies (else $DSTCL_DATA, else the cache folder)",
+                                   result=False, metavar="DIR")
+    tasks: int = setting(5, "number of tasks (must divide the number of classes)", minimum=1, maximum=100_000)
+    class_order: str = setting("sequential", "class order: sequential (0..C-1, the reference) or random (seeded)",
+                               choices=ORDERS)
+    num_classes: int | None = setting(None, "use only the first N classes", minimum=1, maximum=1 << 24)
+    download: bool = setting(True, "download a missing data set (CIFAR); --no-download never does", result=False)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the data set's own (declared) options
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    backbone: str | None = setting(None, "backbone (default: the data set's)", choices=MODELS)
+    bn: str = setting("batch", "BatchNorm statistics: batch (the paper) or task (per-task running statistics)",
+                      choices=BN_MODES)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the backbone's own (declared) options
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    seed: int = setting(0, "random seed", minimum=0, below=2**63)
+    device: str = setting("auto", "auto (CUDA when present), cpu, cuda, cuda:N or mps", result=False)
+    threads: int | None = setting(None, "CPU threads (default: the CPUs this process may use); results are "
+                                  "bit-identical only at the same count", minimum=1, maximum=4096, result=False)
+    out: str = setting("runs", "folder for new run directories", result=False, metavar="DIR")
+    progress: bool = setting(True, "progress bars; --no-progress turns them off", result=False)
+    checkpoint_budget: float = setting(0.02, "max share of time spent on epoch checkpoints (1 = after every epoch)",
+                                       above=0.0, maximum=1.0, result=False)
+
+
+SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "sparse": SparseConfig,
+                             "train": TrainConfig, "run": RunSettings}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved run: data, backbone, sparse algorithm, training, execution.
+
+    Read fields through their section (``cfg.sparse.growth``) or, for convenience, by their flat name
+    (``cfg.growth``, ``cfg.sparsity``, ``cfg.width``): the names the command line and config files use.
+    """
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    @property
+    def density(self) -> float:
+        return self.sparse.density
+
+    @property
+    def sparsity(self) -> float:
+        return round(1.0 - self.sparse.density, 12)
+
+    def __getattr__(self, name: str) -> Any:
+        from .fields import FLAT
+
+        if name.startswith("_") or name in ("data", "model", "sparse", "train", "run"):
+            raise AttributeError(name)
+        if name in FLAT:
+            section, _ = FLAT[name]
+            return getattr(getattr(self, section), name)
+        for options in (self.model.options, self.data.options):
+            if name in options:
+                return options[name]
+        raise AttributeError(f"RunConfig has no setting {name!r}")
+
+    def flat(self) -> dict[str, Any]:
+        """The user-facing view: every field by its flat name, ``sparsity``, and the backbone's and data
+        set's options (what ``config.json`` holds and ``--config`` reads back)."""
+        from .fields import flat_view
+
+        return flat_view(self)
+
+    as_dict = flat
+
+    def validate_sections(self) -> None:
+        for name in SECTIONS:
+            section = getattr(self, name)
+            if hasattr(section, "validate") and name != "sparse":
+                section.validate()
+            elif name != "sparse":
+                check_fields(section)
+        self.sparse.validate(self.data.tasks)
+
+
+def section_fields(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]

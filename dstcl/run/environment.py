@@ -1,0 +1,132 @@
+"""Where a run executes: its device, its CPU threads, its random number generators, its versions.
+
+Results are bit-identical on the CPU for the same config, seed, **thread count**, torch version and
+device (the thread count changes the order of floating-point reductions). The thread count is a
+setting (``--threads``); by default it is ``OMP_NUM_THREADS`` when set, else the number of CPUs this
+process may actually use, read from its CPU affinity and its cgroup CPU quota rather than from the
+machine's core count. Either way the count used is recorded in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r} does not exist: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r} (Apple GPU) is not available here; use --device cpu or auto.")
+    return device
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (cgroup v2 ``cpu.max`` or v1 CFS), or None."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def default_threads() -> int:
+    """The thread count of a run that sets none: ``OMP_NUM_THREADS`` when the user set it, else
+    :func:`available_cpus`."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return available_cpus()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by its cgroup quota (at least 1)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        count = min(count, max(1, math.floor(quota)))
+    return max(1, count)
+
+
+def use_threads(count: int) -> int:
+    """Make torch compute with ``count`` intra-op threads; returns it."""
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def environment(device: torch.device) -> dict:
+    """Versions and hardware, so a result can be traced to what produced it (and repeated exactly)."""
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+        "cpus_available": available_cpus(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cuda_available": torch.cuda.is_available(),
+        "pid": os.getpid(),
+    }
+    try:
+        from .. import __version__
+
+        info["dstcl"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info

@@ -1,0 +1,370 @@
+"""One run end to end: data, tasks, backbone, sparse learner, training, evaluation, outputs.
+
+Metrics are rewritten after every task, so a run that stops early keeps everything it finished.
+Checkpoints: after every epoch (within a time budget) and after every task, a checkpoint holds the
+weights, the learner (owners, masks, the task in progress, its RNG), the optimizer and scheduler, all
+RNG states and the results so far. A run continues from the newest readable one (``--resume``, or
+the same command again in the same ``--run-dir``); on the CPU the result is bit-identical to an
+uninterrupted run with the same seed and thread count.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .. import faults
+from ..config import RESOLVED, RunConfig, from_flat, saved_settings
+from ..data import BatchAugment, load_dataset, make_tasks
+from ..errors import ConfigError, DstclError
+from ..models import build_model, output_weight, set_task
+from ..sparse import CapacityWarning, SparseLearner, UpdateEvery
+from ..train.evaluate import EvalSet
+from ..train.trainer import TaskTrainer, steps_per_epoch
+from .checkpoint import CheckpointWarning, Checkpointer
+from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
+from .environment import use_threads
+from .hashing import config_hash
+from .matrix import AccuracyMatrix
+from .reuse import decide
+from .rundir import CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY, WEIGHTS
+from .rundir import RunDir, read_config, run_status
+from .summary import format_summary
+
+CHECKPOINT_VERSION = 2
+FEW_UPDATES = 3  # fewer topology updates per task than this is a warning
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    config: RunConfig
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops as on Ctrl-C (metrics.json says interrupted, with a resume hint)."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` in the main thread while the block runs (the CLI uses it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Terminated("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_experiment(cfg: RunConfig, *, echo: Callable[[str], None] = print, run_dir: str | Path | None = None,
+                   loggers: Sequence[Callable[[dict], None]] = (), fresh: bool = False) -> RunResult:
+    """Run ``cfg`` and write its run directory; returns the directory and the metrics.
+
+    ``run_dir`` names the directory exactly; if it already holds this run (same settings), an
+    unfinished one is resumed and a completed one returned as it is, and a run with other settings is
+    refused unless ``fresh`` (which discards it). By default a new unique folder is made under
+    ``cfg.run.out``. Every event written to ``events.jsonl`` is also passed to each of ``loggers``.
+    """
+    if run_dir is not None:
+        reuse = decide(run_dir, cfg, fresh=fresh)  # refuses before any data is read
+        if reuse.action == "done":
+            echo(reuse.note)
+            return RunResult(Path(run_dir), _read_metrics(Path(run_dir)), cfg)
+        if reuse.action == "resume":
+            echo(reuse.note)
+            return resume_experiment(run_dir, echo=echo, loggers=loggers,
+                                     overrides={"device": cfg.run.device, "progress": cfg.run.progress})
+    experiment = Experiment(cfg, echo=echo)  # data and model first: a bad input leaves no run folder
+    run = RunDir.fresh(run_dir) if run_dir is not None else RunDir.create(cfg.run.out, cfg.data.dataset)
+    for logger in loggers:
+        run.subscribe(logger)
+    return experiment.execute(run, resume=False)
+
+
+def resume_experiment(run_dir: str | Path, *, echo: Callable[[str], None] = print,
+                      loggers: Sequence[Callable[[dict], None]] = (), overrides: dict | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its newest readable checkpoint (completed tasks are kept).
+
+    It runs with its recorded settings, thread count included; only ``overrides`` (device, progress) change.
+    """
+    run = RunDir.reopen(run_dir)  # takes the run's lock: a run still going is refused here
+    try:
+        saved = read_config(run.path)
+        if run_status(run.path) == COMPLETED:
+            raise DstclError(f"the run in {run.path} is already completed; nothing to resume.")
+        cfg = from_flat({**saved_settings(saved), **{k: v for k, v in (overrides or {}).items() if v is not None}})
+        experiment = Experiment(cfg, echo=echo)
+    except BaseException:
+        run.close()
+        raise
+    for logger in loggers:
+        run.subscribe(logger)
+    return experiment.execute(run, resume=True)
+
+
+def _read_metrics(path: Path) -> dict:
+    import json
+
+    return json.loads((path / METRICS).read_text(encoding="utf-8"))
+
+
+class Experiment:
+    """Builds everything a run needs from its config, checks it, then executes (or resumes) it."""
+
+    def __init__(self, cfg: RunConfig, *, echo: Callable[[str], None] = print):
+        self.cfg, self.echo = cfg, echo
+        self.threads = use_threads(cfg.run.threads or default_threads())
+        self.device = resolve_device(cfg.run.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+        self.generator = seed_everything(cfg.run.seed)
+        data, model_cfg = cfg.data, cfg.model
+        dataset = load_dataset(data.dataset, data.data_dir, download=data.download, progress=cfg.run.progress,
+                               num_classes=data.num_classes, seed=cfg.run.seed, **data.options)
+        self.tasks = make_tasks(dataset, data.tasks, data.class_order, cfg.run.seed)
+        self.per_task = len(self.tasks[0].classes)
+        self.heads = [slice(i * self.per_task, (i + 1) * self.per_task) for i in range(data.tasks)]
+        channels, height, _ = dataset.image_shape
+        try:
+            self.model = build_model(model_cfg.backbone, num_classes=dataset.num_classes, in_channels=channels,
+                                     image_size=height, bn=model_cfg.bn, max_tasks=data.tasks,
+                                     **model_cfg.options).to(self.device)
+            heads = {output_weight(self.model, dataset.num_classes): self.heads}  # task i trains only its rows
+            self.learner = SparseLearner(self.model, cfg.sparse, seed=cfg.run.seed, num_tasks=data.tasks, heads=heads)
+        except (MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
+                raise
+            raise DstclError(
+                f"the {model_cfg.backbone} network does not fit in memory on {self.device} "
+                f"({str(exc).splitlines()[0][:160]}); use a smaller --width or another --backbone."
+            ) from None
+        self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
+        self.updates_per_task = self._check_updates()
+        self.capacity: list[dict] = []
+        self._noted_full = False
+        self.next_task = 0
+        self.trainer_state: dict | None = None
+
+    # --- checks before training -------------------------------------------------------------------
+
+    def steps_per_task(self, task: int) -> int:
+        return steps_per_epoch(len(self.tasks[task].train_y), self.cfg.train.batch_size) * self.cfg.train.epochs
+
+    def _check_updates(self) -> list[int]:
+        """Topology updates each task will get; none with DST chosen is an error, few a warning."""
+        schedule = UpdateEvery(self.cfg.sparse.update_frequency)
+        counts = [schedule.count(self.steps_per_task(t)) for t in range(len(self.tasks))]
+        if not self.cfg.sparse.dynamic:
+            return counts
+        fewest = min(range(len(counts)), key=lambda t: counts[t])
+        steps = self.steps_per_task(fewest)
+        best = max(1, steps // FEW_UPDATES)
+        if counts[fewest] == 0:
+            raise ConfigError(
+                f"update_frequency {self.cfg.sparse.update_frequency} gives task {fewest} no topology update at all "
+                f"({steps} optimizer steps: {self.cfg.train.epochs} epoch(s) of "
+                f"{steps // self.cfg.train.epochs} batches), so the growth criterion would have no effect. Use a "
+                f"smaller --update-frequency (at most {best} gives {FEW_UPDATES} updates per task), or "
+                "--update-frequency 0 for static sparse training (each task keeps its initial topology)."
+            )
+        if counts[fewest] < FEW_UPDATES:
+            self.echo(f"warning: only {counts[fewest]} topology update(s) in task {fewest} ({steps} steps, one every "
+                      f"{self.cfg.sparse.update_frequency}); DST barely changes the topology. --update-frequency "
+                      f"{best} gives {FEW_UPDATES}.")
+        return counts
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def _checkpoint(self, phase: str, task: int, trainer: TaskTrainer | None) -> None:
+        self.checkpointer.save({
+            "version": CHECKPOINT_VERSION, "phase": phase, "task": task, "config": config_hash(self.cfg),
+            "model": self.model.state_dict(), "learner": self.learner.state_dict(),
+            "trainer": trainer.state_dict() if trainer is not None else None,
+            "generator": self.generator.get_state(), "rng": rng_states(),
+            "matrix": self.matrix.state_dict(), "capacity": self.capacity,
+        })
+
+    def _restore(self, payload: dict) -> None:
+        if payload.get("version") != CHECKPOINT_VERSION:
+            raise DstclError(f"checkpoint version {payload.get('version')} is not supported by this dstcl "
+                             f"(it writes version {CHECKPOINT_VERSION}); finish the run with the dstcl that started it.")
+        if payload.get("config") != config_hash(self.cfg):
+            raise DstclError(
+                "the newest checkpoint in this run directory was written by a run with other settings than its "
+                "config.json (the folder was reused); resuming would continue the wrong run. Start it again "
+                "with --fresh or in a new folder."
+            )
+        self.model.load_state_dict(payload["model"])
+        self.learner.load_state_dict(payload["learner"])
+        self.generator.set_state(payload["generator"])
+        set_rng_states(payload["rng"])
+        self.matrix.load_state_dict(payload["matrix"])
+        self.capacity = payload["capacity"]
+        if payload["phase"] == "task_done":
+            self.next_task, self.trainer_state = payload["task"] + 1, None
+        else:
+            self.next_task, self.trainer_state = payload["task"], payload["trainer"]
+
+    def _resume_from_checkpoint(self, run: RunDir) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointWarning)
+            found = self.checkpointer.load_latest()
+        for warning in caught:
+            self.echo(f"warning: {warning.message}")
+            run.event({"event": "warning", "message": str(warning.message)})
+        if found is None:
+            self.echo(f"no readable checkpoint in {run.path}; starting it from the beginning.")
+            return
+        self._restore(found[0])
+        self.echo(f"resuming {run.path} from {found[1].name}: task {self.next_task + 1}/{self.cfg.data.tasks}"
+                  + (f", epoch {self.trainer_state['epochs_done'] + 1}" if self.trainer_state else ""))
+        run.event({"event": "resumed", "checkpoint": found[1].name, "task": self.next_task})
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    def resolved_config(self) -> dict:
+        """config.json: the flat settings (the thread count as used) and, under ``resolved``, derived facts."""
+        return {**self.cfg.flat(), "threads": self.threads,
+                RESOLVED: {"density": self.cfg.density, "device": str(self.device), "classes_per_task": self.per_task,
+                           "task_classes": [t.classes for t in self.tasks]}}
+
+    def execute(self, run: RunDir, *, resume: bool = False) -> RunResult:
+        run.lock()
+        self.checkpointer = Checkpointer(run.path / CHECKPOINTS)
+        self.train_data = [(t.train_x.to(self.device), t.train_y.to(self.device)) for t in self.tasks]
+        tests = [EvalSet(t.test_x, t.test_y).to(self.device) for t in self.tasks]  # canonical class-mixed order
+        self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
+                                     lambda xb: self.augment(xb, None, train=False), self.device)
+        if resume:
+            self._resume_from_checkpoint(run)
+        else:
+            run.write_json(CONFIG, self.resolved_config())
+        run.write_json(ENVIRONMENT, environment(self.device))
+        self.echo(f"run directory: {run.path}")
+        status, error = "running", None
+        try:
+            if self.matrix.baseline is None:
+                run.event({"event": "baseline", "accuracy": self.matrix.measure_baseline()})
+            bar = _progress_factory(self.cfg.run.progress)
+            for i in range(self.next_task, self.cfg.data.tasks):
+                self._learn_task(i, run, bar)
+            status = COMPLETED
+        except KeyboardInterrupt as exc:
+            status, error = "interrupted", ("terminated by SIGTERM" if isinstance(exc, Terminated) else "stopped by Ctrl-C")
+            run.event({"event": "run_failed", "status": status, "error": error})
+            exc.dstcl_run_dir = run.path  # type: ignore[attr-defined]  # the CLI prints the resume command
+            raise
+        except BaseException as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            run.event({"event": "run_failed", "status": status, "error": error})
+            if isinstance(exc, (OSError, DstclError)) and self.matrix.completed:
+                exc.dstcl_run_dir = run.path  # type: ignore[attr-defined]
+            raise
+        finally:
+            status = self._finish(run, status, error)
+        return RunResult(run.path, self._metrics(status, error), self.cfg)
+
+    def _finish(self, run: RunDir, status: str, error: str | None) -> str:
+        """Write the final files whatever happened; returns the final status."""
+        late: DstclError | None = None
+        try:
+            try:
+                self.checkpointer.wait()
+            except DstclError as exc:  # a background write failed (a full disk): the run did not complete
+                if status == COMPLETED:
+                    status, error, late = "failed", str(exc), exc
+            final = self._metrics(status, error)
+            if status != COMPLETED:
+                final["resume"] = f"dstcl run --resume {run.path}"
+            run.write_json(METRICS, final)
+            if status == COMPLETED:
+                run.save_torch(STATE, self.learner.state.to_payload())
+                run.save_torch(WEIGHTS, {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()})
+                run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path))
+            run.event({"event": "run_end", "status": status})
+        finally:
+            run.close()
+        if late is not None:
+            raise late
+        return status
+
+    def _learn_task(self, i: int, run: RunDir, bar) -> None:
+        cfg, T = self.cfg, self.cfg.data.tasks
+        train_x, train_y = self.train_data[i]
+        set_task(self.model, i)
+        trainer = TaskTrainer(
+            self.model, self.learner, i, train_x, train_y, self.heads[i],
+            lambda xb, g: self.augment(xb, g, train=True), cfg.train,
+            generator=self.generator, device=self.device, log=run.event,
+        )
+        if self.trainer_state is not None:
+            trainer.load_state_dict(self.trainer_state)
+            self.trainer_state = None
+        else:
+            trainer.begin()
+        progress = bar(trainer.total_steps, f"task {i + 1}/{T}") if bar else None
+        if progress is not None:
+            progress.update(trainer.epochs_done * trainer.per_epoch)
+        while not trainer.finished:
+            event = trainer.run_epoch(on_step=(lambda: progress.update(1)) if progress is not None else None)
+            if progress is not None:
+                progress.set_postfix(loss=f"{event['loss']:.3f}", acc=f"{event['train_accuracy']:.1f}")
+            if not trainer.finished and self.checkpointer.due(cfg.run.checkpoint_budget):
+                self._checkpoint("training", i, trainer)
+        if progress is not None:
+            progress.close()
+        faults.point("task_end")
+        masks = {name: mask.clone() for name, mask in self.learner.current_masks().items()}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CapacityWarning)
+            report = self.learner.end_task()
+        for warning in caught:
+            run.event({"event": "capacity", "task": i, "message": str(warning.message)})
+            if not self._noted_full:  # information, once per run; capacity.json has the whole picture
+                self._noted_full = True
+                self.echo(f"note: {warning.message} (ERK keeps small layers dense, so an early task owns them "
+                          "whole; per-layer use is in capacity.json)")
+        run.save_mask(i, masks)
+        self.capacity.append({"task": i, "layers": [row.as_dict() for row in report]})
+        run.write_json(CAPACITY, self.capacity)
+        self.matrix.after_task(i)
+        summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
+        # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
+        self._checkpoint("task_done", i, None)
+        self.checkpointer.wait()
+        R = self.matrix.R
+        run.event({"event": "task_end", "task": i, **summary, "accuracy": R[i][: i + 1]})
+        run.write_json(METRICS, self._metrics("running", None))
+        self.echo(f"task {i + 1}/{T}: accuracy {R[i][i]:.2f} %, mean over seen tasks "
+                  f"{np.mean([R[i][j] for j in range(i + 1)]):.2f} % ({summary['seconds']:.1f} s)")
+
+    def _metrics(self, status: str, error: str | None) -> dict:
+        out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task}
+        if error is not None:
+            out["error"] = error
+        return out
+
+
+def _progress_factory(enabled: bool):
+    """Progress bars on a terminal; elsewhere (a log file, a pipe) one line per task is enough."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return lambda total, desc: tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,63 @@
+"""What a finished (or stopped) run says about itself: ``summary.md`` and the table printed at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..metrics import LABELS, SHORT_LABELS
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summary_line(m: dict) -> str:
+    """ACC, BWT and both forward-transfer figures, each named with what it is and its unit."""
+    return (f"ACC {_fmt(m.get('acc'))} %   BWT {_fmt(m.get('bwt'), '+.2f')} points   "
+            f"{SHORT_LABELS['fwt']} {_fmt(m.get('fwt'), '+.2f')} points   "
+            f"{SHORT_LABELS['fwt_reference']} {_fmt(m.get('fwt_reference'))} %")
+
+
+def format_summary(m: dict, flat: dict, path: Path) -> str:
+    """Markdown: the settings, the accuracy matrix, the summary metrics and the topology updates per task."""
+    R = m["accuracy_matrix"]
+    T = len(R)
+    lines = [
+        f"# dstcl run: {flat.get('dataset')}, {T} tasks, {flat.get('backbone')}, {flat.get('init')} + "
+        f"{flat.get('growth')}, sparsity {flat.get('sparsity'):g}",
+        "",
+        f"Run directory: `{path}`",
+        "",
+        "Accuracy (%) on each task (columns) after learning task (rows); above the diagonal: future",
+        "tasks through the current task's mask and head (the reference's forward-transfer evaluation).",
+        "",
+        "| after \\ task | " + " | ".join(str(j) for j in range(T)) + " |",
+        "|---|" + "---|" * T,
+    ]
+    for i, row in enumerate(R):
+        cells = ["" if v is None else f"{v:.2f}" for v in row]
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    lines += ["", "| metric | value |", "|---|---|"]
+    for key, label in LABELS.items():
+        lines.append(f"| {label} | {_fmt(m.get(key))} |")
+    updates = m.get("topology_updates_per_task")
+    if updates:
+        lines += ["", f"Topology updates per task: {', '.join(map(str, updates))}"
+                  + (" (static sparse training)" if not any(updates) else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def console_table(m: dict) -> str:
+    """Per task: accuracy right after learning it and at the end; then the summary line."""
+    R = m["accuracy_matrix"]
+    T = len(R)
+    lines = ["task  just learned  at the end"]
+    for j in range(T):
+        lines.append(f"{j:>4}  {_pct(R[j][j]):>12}  {_pct(R[-1][j]):>10}")
+    lines.append(summary_line(m))
+    return "\n".join(lines)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f} %"

@@ -1,0 +1,59 @@
+"""``SparseConfig``: everything that defines the DST algorithm of a run (not the data, not the backbone).
+
+Each field is declared once (:func:`dstcl.settings.setting`): the run configuration composes this
+class, so the command line, config files, grid checks and the run hash all read these declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..settings import check_fields, setting
+from .criteria import DROP, GROW
+from .density import DENSITY_RULES, check_density
+from .growth_plan import GrowthPlan, parse_growth
+from .schedules import DROP_SCHEDULES
+
+FREE_INITS = ("zero", "kaiming")
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    """The DST algorithm: density, initial topology, drop and growth, when to update, free-weight start."""
+
+    density: float = setting(0.2, "fraction of weights active per task (the user-facing flag is --sparsity)",
+                             user=False)
+    init: str = setting("erk", "layer-wise density", choices=DENSITY_RULES)
+    erk_power_scale: float = setting(1.0, "ERK exponent on (sum of dims / number of weights)", above=0.0,
+                                     maximum=1e3)
+    drop: str = setting("magnitude", "drop criterion", choices=DROP)
+    growth: str = setting("random", "growth criterion, or a per-task schedule like random@0-4,gradient",
+                          metavar="CRITERION")
+    drop_rate: float = setting(0.5, "drop fraction at the first update of a task", minimum=0.0, maximum=1.0)
+    final_drop_rate: float = setting(0.005, "drop fraction the cosine schedule decays to (the reference: 0.005)",
+                                     minimum=0.0, maximum=1.0)
+    drop_schedule: str = setting("cosine", "how the drop fraction changes over a task", choices=DROP_SCHEDULES)
+    update_frequency: int = setting(100, "optimizer steps between topology updates (0: none, static sparse "
+                                    "training)", minimum=0)
+    free_init: str = setting("zero", "start of free weights after the first task", choices=FREE_INITS)
+
+    def validate(self, num_tasks: int | None = None) -> GrowthPlan:
+        """Check every field (the one place these rules live); returns the parsed growth plan."""
+        check_density(self.density)
+        check_fields(self)
+        plan = parse_growth(self.growth)
+        return plan.validate(num_tasks) if num_tasks is not None else plan
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the topology changes during a task (False: static sparse training)."""
+        return self.update_frequency > 0
+
+    def needs(self, what: str, num_tasks: int | None = None) -> bool:
+        """Whether a growth criterion of the plan declares it needs ``what`` (e.g. "momentum")."""
+        plan = parse_growth(self.growth)
+        names = plan.describe(num_tasks) if num_tasks is not None else plan.criteria()
+        return self.dynamic and any(GROW.entry(n).meta.get("needs") == what for n in names)
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,40 @@
+"""What the learner tracks while a task trains, and what a topology update reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .state import LayerState
+
+
+@dataclass
+class TaskLayer:
+    """Per-layer bookkeeping while a task trains (derived from the state at start_task)."""
+
+    param: nn.Parameter
+    state: LayerState
+    count: int  # exact number of active weights
+    mask: torch.Tensor
+    inactive: torch.Tensor
+    frozen: torch.Tensor
+    fired: torch.Tensor
+    has_frozen: bool
+
+
+@dataclass
+class UpdateReport:
+    """What one topology update did."""
+
+    step: int
+    drop_fraction: float
+    growth: str
+    dropped: dict[str, int] = field(default_factory=dict)
+    regrown: dict[str, int] = field(default_factory=dict)  # dropped and grown again in the same update
+    grown_reused: dict[str, int] = field(default_factory=dict)  # grown positions owned by earlier tasks
+
+    @property
+    def total_dropped(self) -> int:
+        return sum(self.dropped.values())

@@ -1,0 +1,47 @@
+"""``TrainConfig``: how each task is trained (not what is sparse: see ``SparseConfig``).
+
+Each field is declared once (:func:`dstcl.settings.setting`); the run configuration composes this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..settings import check_fields, setting
+from ..sparse.optim import OPTIMIZERS
+
+FLOAT32_LIMIT = 1e38  # larger step sizes overflow float32 inside the optimizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Per task: a fresh optimizer, ``epochs`` passes, the learning rate x ``lr_gamma`` at the milestones."""
+
+    epochs: int = setting(5, "epochs per task", minimum=1, maximum=100_000)
+    batch_size: int = setting(64, "training batch size (at least 2: BatchNorm uses batch statistics)",
+                              minimum=2, maximum=1 << 20)
+    lr: float = setting(1e-3, "learning rate (x0.1 at 50 % and 75 % of the epochs)", above=0.0,
+                        maximum=FLOAT32_LIMIT)
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD momentum", minimum=0.0, below=1.0)
+    weight_decay: float = setting(0.0, "L2 weight decay on trainable weights only", minimum=0.0,
+                                  maximum=FLOAT32_LIMIT)
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (library-only)
+    lr_gamma: float = 0.1
+
+    def validate(self) -> "TrainConfig":
+        check_fields(self)
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_milestones(epochs: int, fractions: tuple[float, ...]) -> list[int]:
+    """Epochs after which the learning rate drops: ``int(f * epochs)`` for each fraction, as the reference.
+
+    Like the reference (``MultiStepLR(milestones=[int(0.5 * E), int(0.75 * E)])``) the values are
+    truncated, not rounded (25 epochs: 12 and 18), and not deduplicated: with 2 epochs both are 1, so
+    the second epoch runs at ``lr * gamma**2``. A milestone of 0 never applies.
+    """
+    return [int(f * epochs) for f in fractions]
