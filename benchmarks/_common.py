@@ -35,3 +35,29 @@ def pick_device(arg: str) -> torch.device:
     if arg == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(arg)
+
+
+def describe_machine() -> str:
+    """One line naming the CPU (model, cores available, AVX-512 / bf16 support) and torch, for the record."""
+    import os
+    import platform
+
+    model = platform.processor() or "unknown CPU"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name") and model in ("", "unknown CPU", "x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    features = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {name}" in flags]
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count()
+    return (f"machine: {model}, {cpus} CPU(s) available, {' '.join(features) or 'no AVX2'}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s)")

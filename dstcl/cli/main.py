@@ -14,6 +14,11 @@ import re
 import sys
 from typing import Sequence
 
+# Before anything imports torch (plugins included): idle OpenMP threads sleep instead of spinning, so a
+# run beside another busy process is not slowed many times over (benchmarks/busy_cpu.py). A value the
+# user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .. import __version__
 from ..errors import DstclError
 from ..plugins import load_plugins

@@ -46,9 +46,15 @@ def execute(args: argparse.Namespace) -> int:
     if unknown or not metrics:
         raise DstclError(f"--metrics: unknown metric {unknown[0] if unknown else '(none)'!r}; valid: {', '.join(METRICS)}.")
     check_output_paths(args.output, args.plots, args.format)
+    if args.plots:
+        from ..report.plots import pyplot
+
+        pyplot()  # matplotlib missing is said before any report is printed
     collection = collect(args.dirs)
     for kept, duplicate in collection.duplicates:
         warn(f"{duplicate} is a duplicate of {kept} (same settings and seed); counted once, from {kept}.")
+    for path, reason in collection.unreadable:
+        warn(f"{path} is left out: its {reason}.")
     report = build_report(collection, metrics)
     text = render(report, args.format, per_run=args.per_run)
     if args.output:

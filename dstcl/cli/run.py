@@ -109,7 +109,8 @@ RESUME_OVERRIDES = ("device", "progress")
 def execute(args: argparse.Namespace) -> int:
     from ..config import resolve
     from ..errors import ConfigError
-    from ..run.experiment import resume_experiment, run_experiment, stop_on_sigterm
+    from ..run.environment import stop_on_sigterm
+    from ..run.experiment import resume_experiment, run_experiment
     from ..run.rundir import RunDir
     from ..run.summary import console_table
     from ..run.tensorboard import loggers_for_run, summary_writer_class

@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
                         help="Ray: GPUs per run (default: grid resources, else 1 when the cluster has GPUs)")
     parser.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard events, DIR/<run id> per run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="set a config field for every run (repeatable), e.g. --set data_dir=/data")
+                        help="set a config field for every run (repeatable), e.g. --set data_dir=/data or "
+                             "--set threads=1")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard a run folder that holds another configuration's work (refused otherwise)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -49,7 +52,7 @@ def execute(args: argparse.Namespace) -> int:
     result = run_sweep(
         args.grid, out, dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
         cpus=args.cpus_per_run, gpus=args.gpus_per_run, tensorboard=args.tensorboard,
-        overrides=parse_overrides(args.overrides),
+        overrides=parse_overrides(args.overrides), fresh=args.fresh,
     )
     if args.dry_run:
         return 0

@@ -149,7 +149,11 @@ def _list_container(container: Container, cache: DiskCache) -> Iterator[tuple[st
         for class_dir in sorted(os.scandir(container.path), key=lambda e: e.name):
             if not class_dir.is_dir() or class_dir.name.startswith("."):
                 continue
-            for entry in os.scandir(class_dir.path):
+            entries = list(os.scandir(class_dir.path))
+            if not entries:
+                raise DataError(f"class folder {class_dir.path} is empty: a class without images cannot be learned "
+                                "or tested. Put its images back (copy the data set again) or remove the folder.")
+            for entry in entries:
                 if entry.is_file() and is_image_name(entry.name):
                     st = entry.stat()
                     member = f"{class_dir.name}/{entry.name}"

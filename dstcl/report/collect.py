@@ -95,7 +95,8 @@ def collect(paths: Iterable[str | Path]) -> Collection:
         config = _read_json(path / CONFIG)
         metrics = _read_json(path / METRICS)
         if not isinstance(config, dict) or not isinstance(metrics, dict):
-            out.unreadable.append((path, "config.json or metrics.json is not a readable JSON object"))
+            bad = CONFIG if not isinstance(config, dict) else METRICS
+            out.unreadable.append((path, f"{bad} is not a readable JSON object"))
             continue
         record = RunRecord(path, config, metrics)
         if not record.completed:
@@ -110,9 +111,12 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     if not out.completed:
         where = ", ".join(str(p) for p in paths)
         if out.unfinished or out.unreadable:
+            named = "; ".join([f"{r.path} ({r.status})" for r in out.unfinished[:3]]
+                              + [f"{p} ({why})" for p, why in out.unreadable[:3]])
             raise ReportError(
                 f"no completed run under {where}: {len(out.unfinished)} unfinished and {len(out.unreadable)} "
-                "unreadable run directories. Finish them first (rerun the sweep, or dstcl run --resume)."
+                f"unreadable run directories ({named}). Finish the unfinished ones (rerun the sweep, or dstcl run "
+                "--resume DIR); an unreadable one has a damaged config.json or metrics.json."
             )
         raise ReportError(
             f"no runs under {where}: no folder there holds config.json and metrics.json. Give the --out "

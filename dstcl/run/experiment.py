@@ -10,14 +10,11 @@ uninterrupted run with the same seed and thread count.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,12 +29,12 @@ from ..train.evaluate import EvalSet
 from ..train.trainer import TaskTrainer, steps_per_epoch
 from .checkpoint import CheckpointWarning, Checkpointer
 from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
-from .environment import use_threads
+from .environment import Terminated, use_threads
 from .hashing import config_hash
 from .matrix import AccuracyMatrix
 from .reuse import decide
 from .rundir import CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY, WEIGHTS
-from .rundir import RunDir, read_config, run_status
+from .rundir import RunDir, read_config, read_metrics, run_status
 from .summary import format_summary
 
 CHECKPOINT_VERSION = 2
@@ -49,27 +46,6 @@ class RunResult:
     run_dir: Path
     metrics: dict
     config: RunConfig
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the run stops as on Ctrl-C (metrics.json says interrupted, with a resume hint)."""
-
-
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread while the block runs (the CLI uses it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated("terminated by SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_experiment(cfg: RunConfig, *, echo: Callable[[str], None] = print, run_dir: str | Path | None = None,
@@ -85,7 +61,7 @@ def run_experiment(cfg: RunConfig, *, echo: Callable[[str], None] = print, run_d
         reuse = decide(run_dir, cfg, fresh=fresh)  # refuses before any data is read
         if reuse.action == "done":
             echo(reuse.note)
-            return RunResult(Path(run_dir), _read_metrics(Path(run_dir)), cfg)
+            return RunResult(Path(run_dir), read_metrics(Path(run_dir)), cfg)
         if reuse.action == "resume":
             echo(reuse.note)
             return resume_experiment(run_dir, echo=echo, loggers=loggers,
@@ -116,12 +92,6 @@ def resume_experiment(run_dir: str | Path, *, echo: Callable[[str], None] = prin
     for logger in loggers:
         run.subscribe(logger)
     return experiment.execute(run, resume=True)
-
-
-def _read_metrics(path: Path) -> dict:
-    import json
-
-    return json.loads((path / METRICS).read_text(encoding="utf-8"))
 
 
 class Experiment:
@@ -336,10 +306,12 @@ class Experiment:
             report = self.learner.end_task()
         for warning in caught:
             run.event({"event": "capacity", "task": i, "message": str(warning.message)})
-            if not self._noted_full:  # information, once per run; capacity.json has the whole picture
-                self._noted_full = True
-                self.echo(f"note: {warning.message} (ERK keeps small layers dense, so an early task owns them "
-                          "whole; per-layer use is in capacity.json)")
+        full = [row.name for row in report if row.free == 0 and row.new_fraction > 0]
+        if full and not self._noted_full and i < T - 1:  # information, once per run
+            self._noted_full = True
+            self.echo(f"note: task {i} now owns every weight of {len(full)} layer(s) ({', '.join(full[:3])}"
+                      f"{', ...' if len(full) > 3 else ''}); later tasks reuse them read-only. Expected when ERK keeps "
+                      "small layers dense; per-layer use is in capacity.json.")
         run.save_mask(i, masks)
         self.capacity.append({"task": i, "layers": [row.as_dict() for row in report]})
         run.write_json(CAPACITY, self.capacity)

@@ -78,6 +78,18 @@ def read_config(path: str | Path) -> dict:
     return saved
 
 
+def read_metrics(path: str | Path) -> dict:
+    """The run's ``metrics.json``, or a DstclError saying why it cannot be read."""
+    file = Path(path) / METRICS
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DstclError(f"cannot read {file}: {exc}.") from None
+    if not isinstance(value, dict):
+        raise DstclError(f"{file} does not hold run metrics (a JSON object).")
+    return value
+
+
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 

@@ -33,12 +33,12 @@ from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
 from .config import SparseConfig
 from .criteria import DROP, LayerView, grow_scores
 from .density import layer_counts
-from .optim import OPTIMIZERS, optimizer_momentum, reset_optimizer_state
+from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum, reset_optimizer_state
 from .params import check_heads, check_unmasked, prunable_parameters
 from .schedules import UpdateEvery, make_drop_schedule
 from .selection import select_topology
 from .state import LayerState, SparseState, pack_mask, unpack_mask
-from .task import TaskLayer, UpdateReport
+from .task import TaskLayer, UpdateReport, kaiming_draw
 
 
 class SparseLearner:
@@ -135,49 +135,28 @@ class SparseLearner:
                 if _sample:
                     start = layer.values
                     if task > 0:
-                        fresh = self._fresh_values(layer) if self.config.free_init == "kaiming" else torch.zeros_like(start)
+                        kaiming = self.config.free_init == "kaiming"
+                        fresh = kaiming_draw(layer.values, self.generator) if kaiming else torch.zeros_like(start)
                         start = torch.where(frozen, layer.values, fresh)
                     param.copy_(torch.where(mask, start, torch.zeros_like(start)))
                 self._layers.append(
                     TaskLayer(param, layer, k, mask, ~mask, frozen, mask.clone(), bool(frozen.any()))
                 )
 
-    def _fresh_values(self, layer: LayerState) -> torch.Tensor:
-        """A fresh draw of PyTorch's default Conv/Linear initialisation (kaiming uniform, a=sqrt(5))."""
-        fresh = torch.empty_like(layer.values)
-        nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=self.generator)
-        return fresh
-
     def make_optimizer(
         self, kind: str = "adam", lr: float = 1e-3, *, momentum: float = 0.9, weight_decay: float = 0.0
     ) -> torch.optim.Optimizer:
-        """A fresh optimizer for the current task; weight decay is applied by :meth:`step`.
-
-        The decay is L2 (added to the gradient) and only on weights the task may train, so frozen
-        weights are not shrunk; the optimizer itself is built with ``weight_decay=0``.
-        """
-        if not isinstance(lr, (int, float)) or not lr > 0:
-            raise ConfigError(f"learning rate must be a positive number, got {lr!r}.")
-        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-            raise ConfigError(f"weight decay must be >= 0, got {weight_decay!r}.")
-        if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}.")
+        """A fresh optimizer for the current task; L2 weight decay is added by :meth:`step`, and only to
+        weights the task may train (the optimizer itself is built without it, so frozen weights stay)."""
+        optimizer = make_task_optimizer(kind, list(self.params.values()), lr, momentum, weight_decay)
         self._weight_decay = float(weight_decay)
-        optimizer = OPTIMIZERS.get(kind)(list(self.params.values()), lr=lr, momentum=momentum)
         self._checked_optimizer = id(optimizer)
         return optimizer
 
     def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        if self._checked_optimizer == id(optimizer):
-            return
-        for group in optimizer.param_groups:
-            if group.get("weight_decay", 0):
-                raise ConfigError(
-                    "the optimizer has weight_decay set, which would shrink frozen weights of earlier "
-                    "tasks; create it with learner.make_optimizer(..., weight_decay=...) so the decay is "
-                    "applied only to trainable weights."
-                )
-        self._checked_optimizer = id(optimizer)
+        if self._checked_optimizer != id(optimizer):
+            check_no_weight_decay(optimizer)
+            self._checked_optimizer = id(optimizer)
 
     def step(self, optimizer: torch.optim.Optimizer) -> UpdateReport | None:
         """One optimizer step with isolation, then a topology update when one is due."""

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -52,3 +53,26 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: torch.Tensor,
     for value in optimizer.state.get(param, {}).values():
         if torch.is_tensor(value) and value.shape == param.shape:
             value.masked_fill_(positions, 0)
+
+
+def make_task_optimizer(kind: str, params: Sequence[torch.nn.Parameter], lr: float, momentum: float = 0.9,
+                        weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Optimizer ``kind`` over ``params`` (without weight decay: the learner applies it)."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"learning rate must be a positive number, got {lr!r}.")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {weight_decay!r}.")
+    if not 0 <= momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}.")
+    return OPTIMIZERS.get(kind)(params, lr=lr, momentum=momentum)
+
+
+def check_no_weight_decay(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer built elsewhere with weight decay (it would shrink frozen weights)."""
+    for group in optimizer.param_groups:
+        if group.get("weight_decay", 0):
+            raise ConfigError(
+                "the optimizer has weight_decay set, which would shrink frozen weights of earlier "
+                "tasks; create it with learner.make_optimizer(..., weight_decay=...) so the decay is "
+                "applied only to trainable weights."
+            )

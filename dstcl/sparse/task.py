@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -38,3 +39,10 @@ class UpdateReport:
     @property
     def total_dropped(self) -> int:
         return sum(self.dropped.values())
+
+
+def kaiming_draw(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A fresh draw of PyTorch's default Conv/Linear initialisation (kaiming uniform, a=sqrt(5))."""
+    fresh = torch.empty_like(like)
+    nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
+    return fresh

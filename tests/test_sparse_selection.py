@@ -1,0 +1,176 @@
+"""The pure topology selector, the criteria's scores, and the fidelity rules of a topology update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import TinyNet, train_steps
+from dstcl.errors import ConfigError
+from dstcl.sparse import GROW, LayerView, SparseConfig, SparseLearner, grow_scores, select_topology, top_positions
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_top_positions_takes_the_highest_scores_exactly():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3])
+    eligible = torch.tensor([True, True, True, False, True])
+    chosen = top_positions(scores, eligible, 2, gen())
+    assert chosen.tolist() == [False, True, True, False, False]  # 0.7 is not eligible
+    assert int(top_positions(scores, eligible, 0, gen()).sum()) == 0
+    assert top_positions(scores, eligible, 4, gen()).tolist() == eligible.tolist()
+    with pytest.raises(RuntimeError, match="cannot select 5"):
+        top_positions(scores, eligible, 5, gen())
+
+
+def test_ties_are_broken_uniformly_at_random_not_by_position():
+    scores = torch.zeros(1000)  # e.g. zero gradients everywhere
+    eligible = torch.ones(1000, dtype=torch.bool)
+    hits = torch.zeros(1000)
+    for seed in range(200):
+        hits += top_positions(scores, eligible, 100, gen(seed)).float()
+    # every position is picked about 200 * 100 / 1000 = 20 times, the first rows no more than the last
+    assert hits[:100].mean() == pytest.approx(20, rel=0.2) and hits[-100:].mean() == pytest.approx(20, rel=0.2)
+    assert hits.min() > 2
+    # ties only among the positions at the threshold: strictly higher scores are always taken
+    scores[:30] = 1.0
+    for seed in range(5):
+        chosen = top_positions(scores, eligible, 50, gen(seed))
+        assert chosen[:30].all() and int(chosen.sum()) == 50
+    # the same generator state gives the same choice (deterministic for a seed)
+    assert torch.equal(top_positions(scores, eligible, 50, gen(3)), top_positions(scores, eligible, 50, gen(3)))
+
+
+def test_nan_scores_rank_last_and_counts_stay_exact():
+    scores = torch.tensor([float("nan"), 0.2, float("nan"), 0.4])
+    chosen = top_positions(scores, torch.ones(4, dtype=torch.bool), 3, gen())
+    assert int(chosen.sum()) == 3 and chosen[1] and chosen[3]
+
+
+def test_select_topology_keeps_counts_and_may_regrow_a_dropped_position():
+    mask = torch.tensor([True, True, True, False, False, False])
+    drop = torch.tensor([0.9, 0.1, 0.5, 0.0, 0.0, 0.0])
+    grow = torch.tensor([0.0, 5.0, 0.0, 1.0, 0.0, 0.0])  # position 1 is dropped (lowest) and regrown (highest)
+    chosen = select_topology(mask, drop, grow, 2, generator=gen())
+    assert int(chosen.mask.sum()) == 3
+    assert chosen.kept.tolist() == [True, False, False, False, False, False]
+    assert chosen.grown.tolist() == [False, True, False, True, False, False]
+    assert not (chosen.kept & chosen.grown).any()
+    restricted = select_topology(mask, drop, grow, 2, eligible=~mask, generator=gen())  # only inactive ones grow
+    assert restricted.grown.tolist() == [False, False, False, True, True, False] or \
+        restricted.grown.tolist() == [False, False, False, True, False, True]
+    with pytest.raises(ValueError):
+        select_topology(mask, drop, grow, 4)
+
+
+def _view(frozen_row: bool = True) -> LayerView:
+    shape = (4, 4)
+    frozen = torch.zeros(shape, dtype=torch.bool)
+    frozen[0] = frozen_row
+    fired = torch.zeros(shape, dtype=torch.bool)
+    fired[1] = True
+    return LayerView("w", torch.randn(shape), torch.randn(shape), torch.ones(shape, dtype=torch.bool), frozen, fired,
+                     torch.randn(shape), gen(), 1, momentum_fn=lambda: torch.full(shape, -2.0))
+
+
+def test_growth_scores_of_the_built_in_criteria():
+    view = _view()
+    random = grow_scores("random", view)
+    assert ((random >= 0) & (random < 1)).all()
+    unfired = grow_scores("unfired", view)
+    assert (unfired[1] < 1).all() and (unfired[2:] >= 1).all()  # never-fired positions first
+    assert torch.equal(grow_scores("gradient", view)[1:], view.grad.abs()[1:])
+    assert (grow_scores("gradient", view)[0] == 0).all()  # frozen candidates cannot learn: 0
+    assert torch.equal(grow_scores("momentum", view)[1:], torch.full((3, 4), 2.0))
+    assert GROW.entry("momentum").meta["needs"] == "momentum" and GROW.entry("random").meta["frozen"] == "score"
+
+
+def test_gradient_growth_before_any_backward_is_a_clear_error():
+    view = _view()
+    view.grad = None
+    with pytest.raises(ConfigError, match="needs the gradient"):
+        grow_scores("gradient", view)
+
+
+def test_a_regrown_free_weight_keeps_its_value_and_optimizer_state():
+    """RigL and the reference: only newly activated positions start at zero with fresh state."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.3, growth="gradient", update_frequency=10_000), num_tasks=1)
+    learner.start_task(0, 100)
+    opt = learner.make_optimizer("adam", lr=0.01)
+    train_steps(model, learner, opt, 0, 5)
+    layer = learner._layers[1]
+    before_value = layer.param.detach().clone()
+    before_m = opt.state[layer.param]["exp_avg"].clone()
+    # force every drop candidate to be regrown: the growth score is highest exactly at the active positions
+    layer.param.grad = layer.mask.float() * 10.0 + torch.rand(layer.mask.shape) * 0.1
+    old_mask = layer.mask.clone()
+    report = learner.update_topology(opt, 0.5)
+    assert torch.equal(layer.mask, old_mask)  # every dropped weight was grown again
+    assert report.regrown[layer.state.name] == report.dropped[layer.state.name] > 0
+    assert torch.equal(layer.param.detach(), before_value)
+    assert torch.equal(opt.state[layer.param]["exp_avg"], before_m)
+
+
+def test_a_newly_grown_free_weight_starts_at_zero_with_fresh_state():
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.3, growth="random", update_frequency=10_000), num_tasks=1)
+    learner.start_task(0, 100)
+    opt = learner.make_optimizer("adam", lr=0.01)
+    train_steps(model, learner, opt, 0, 5)
+    layer = learner._layers[1]
+    old_mask = layer.mask.clone()
+    learner.update_topology(opt, 0.5)
+    newly = layer.mask & ~old_mask
+    assert newly.any()
+    assert (layer.param.detach()[newly] == 0).all()
+    assert (opt.state[layer.param]["exp_avg"][newly] == 0).all()
+    assert (opt.state[layer.param]["exp_avg_sq"][newly] == 0).all()
+
+
+def test_zero_gradient_ties_do_not_cluster_in_the_first_output_filters():
+    """Gradient growth on a layer whose gradient is zero everywhere: picks spread over all filters."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.1, init="uniform", growth="gradient",
+                                                update_frequency=10_000), num_tasks=1)
+    learner.start_task(0, 100)
+    opt = learner.make_optimizer("adam", lr=0.01)
+    layer = learner._layers[1]  # 16 x 8 x 3 x 3
+    old_mask = layer.mask.clone()
+    for l in learner._layers:
+        l.param.grad = torch.zeros_like(l.param)
+    learner.update_topology(opt, 0.5)
+    grown = layer.mask & ~old_mask
+    per_filter = grown.flatten(1).sum(1)
+    assert int((per_filter > 0).sum()) >= 12, per_filter.tolist()  # old tie-breaking: the first few filters only
+
+
+def test_static_sparse_training_never_updates():
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.3, update_frequency=0), num_tasks=1)
+    learner.start_task(0, 50)
+    opt = learner.make_optimizer("adam", lr=0.01)
+    masks = {k: v.clone() for k, v in learner.current_masks().items()}
+    assert train_steps(model, learner, opt, 0, 50) == []
+    assert all(torch.equal(masks[k], v) for k, v in learner.current_masks().items())
+    assert not SparseConfig(update_frequency=0).dynamic and not SparseConfig(update_frequency=0,
+                                                                             growth="momentum").needs("momentum")
+
+
+def test_optimizer_with_its_own_weight_decay_is_refused():
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.3), num_tasks=1)
+    learner.start_task(0, 10)
+    opt = torch.optim.SGD(list(model.parameters()), lr=0.1, weight_decay=0.1)
+    model(torch.randn(4, 3, 8, 8)).sum().backward()
+    with pytest.raises(ConfigError, match="weight_decay"):
+        learner.step(opt)
+    assert isinstance(model.classifier, nn.Linear)
