@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from ..data import DATASETS, dataset_classes, dataset_defaults
 from ..errors import ConfigError
+from ..train.precision import resolve_precision
 from ..yamlfile import read_config_file
 from .fields import (FIELD_NAMES, FLAT, RESOLVED, SPARSITY, check_field, names_for_suggestion, option_owners,
                      route_options)
@@ -112,6 +113,10 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
             sections[FLAT[key][0]][key] = value
     sections["data"]["options"] = data_options
     sections["model"]["options"] = model_options
+    train = sections["train"]
+    device = sections["run"].get("device", SECTIONS["run"].device)
+    if re.fullmatch(DEVICE_PATTERN, str(device)):  # a bad device is reported by validate
+        train["precision"] = resolve_precision(train.get("precision", SECTIONS["train"].precision), device)
     cfg = RunConfig(**{name: SECTIONS[name](**kwargs) for name, kwargs in sections.items()})
     return validate(cfg)
 

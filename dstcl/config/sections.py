@@ -15,6 +15,7 @@ from ..models import BN_MODES, MODELS
 from ..settings import check_fields, setting
 from ..sparse import SparseConfig
 from ..train.config import TrainConfig
+from ..train.evaluate import EVAL_MODES
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
@@ -50,6 +51,9 @@ class RunSettings:
     progress: bool = setting(True, "progress bars; --no-progress turns them off", result=False)
     checkpoint_budget: float = setting(0.02, "max share of time spent on epoch checkpoints (1 = after every epoch)",
                                        above=0.0, maximum=1.0, result=False)
+    eval: str = setting("needed", "accuracy matrix: needed (the diagonal, the entries GEM's FWT needs and the final "
+                        "row measured; the rest proven unchanged by a digest) or full (every entry measured, as the "
+                        "reference; needed for the reference's FWT)", choices=EVAL_MODES, result=False)
 
 
 SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "sparse": SparseConfig,

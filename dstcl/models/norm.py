@@ -126,3 +126,12 @@ def set_task(model: nn.Module, task: int) -> int:
             module.set_task(task)
             count += 1
     return count
+
+
+def task_norm_state(model: nn.Module, task: int) -> list[torch.Tensor]:
+    """Task ``task``'s normalisation statistics in every per-task norm module ([] in ``bn="batch"`` mode)."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, _TaskBatchNorm):
+            out += [module.running_mean[task], module.running_var[task], module.num_batches_tracked[task]]
+    return out

@@ -220,7 +220,8 @@ class Experiment:
         self.train_data = [(t.train_x.to(self.device), t.train_y.to(self.device)) for t in self.tasks]
         tests = [EvalSet(t.test_x, t.test_y).to(self.device) for t in self.tasks]  # canonical class-mixed order
         self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
-                                     lambda xb: self.augment(xb, None, train=False), self.device)
+                                     lambda xb: self.augment(xb, None, train=False), self.device,
+                                     mode=self.cfg.run.eval, precision=self.cfg.train.precision)
         if resume:
             self._resume_from_checkpoint(run)
         else:

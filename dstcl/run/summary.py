@@ -14,9 +14,12 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 def summary_line(m: dict) -> str:
     """ACC, BWT and both forward-transfer figures, each named with what it is and its unit."""
+    future = m.get("fwt_reference")
+    future_text = f"{future:.2f} %" if future is not None else (
+        "n/a (--eval full)" if (m.get("evaluation") or {}).get("mode") == "needed" else "n/a")
     return (f"ACC {_fmt(m.get('acc'))} %   BWT {_fmt(m.get('bwt'), '+.2f')} points   "
             f"{SHORT_LABELS['fwt']} {_fmt(m.get('fwt'), '+.2f')} points   "
-            f"{SHORT_LABELS['fwt_reference']} {_fmt(m.get('fwt_reference'))} %")
+            f"{SHORT_LABELS['fwt_reference']} {future_text}")
 
 
 def format_summary(m: dict, flat: dict, path: Path) -> str:
@@ -40,7 +43,10 @@ def format_summary(m: dict, flat: dict, path: Path) -> str:
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     lines += ["", "| metric | value |", "|---|---|"]
     for key, label in LABELS.items():
-        lines.append(f"| {label} | {_fmt(m.get(key))} |")
+        value = _fmt(m.get(key))
+        if key == "fwt_reference" and m.get(key) is None and (m.get("evaluation") or {}).get("mode") == "needed":
+            value = "n/a (needs --eval full)"
+        lines.append(f"| {label} | {value} |")
     updates = m.get("topology_updates_per_task")
     if updates:
         lines += ["", f"Topology updates per task: {', '.join(map(str, updates))}"

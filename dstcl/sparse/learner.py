@@ -14,8 +14,8 @@ How the state maps onto the network while task t trains (the fast path):
   the (dense) gradient, so the optimizer's moments there are a dense momentum estimate, which
   momentum growth ranks (as in sparse momentum and the reference code).
 
-Stored values of owned weights outside the current mask live in the :class:`SparseState`; the
-state is brought up to date at the end of each task.
+Stored values of owned weights outside the current mask live in the :class:`SparseState`, brought
+up to date at the end of each task.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentu
 from .params import check_heads, check_unmasked, prunable_parameters
 from .schedules import UpdateEvery, make_drop_schedule
 from .selection import select_topology
-from .state import LayerState, SparseState, pack_mask, unpack_mask
+from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
 from .task import TaskLayer, UpdateReport, kaiming_draw
 
 
@@ -57,15 +57,8 @@ class SparseLearner:
         learner.apply_task(j)                # weights of task j, for evaluation
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        config: SparseConfig,
-        *,
-        seed: int = 0,
-        num_tasks: int | None = None,
-        heads: Mapping[str, Sequence[slice]] | None = None,
-    ):
+    def __init__(self, model: nn.Module, config: SparseConfig, *, seed: int = 0, num_tasks: int | None = None,
+                 heads: Mapping[str, Sequence[slice]] | None = None):
         """``heads`` maps a layer (the classifier weight) to the output rows of each task.
 
         A task trains only its own rows of such a layer (the other tasks' logits are sliced away, so
@@ -90,11 +83,9 @@ class SparseLearner:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
         self.task: int | None = None
-        self.steps = 0
-        self.growth_name = ""
+        self.steps, self.growth_name = 0, ""
         self._layers: list[TaskLayer] = []
-        self._weight_decay = 0.0
-        self._checked_optimizer: int | None = None
+        self._weight_decay, self._checked_optimizer = 0.0, None
         self.updates: list[UpdateReport] = []
 
     # --- task life cycle --------------------------------------------------------------------------
@@ -158,11 +149,17 @@ class SparseLearner:
             check_no_weight_decay(optimizer)
             self._checked_optimizer = id(optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> UpdateReport | None:
-        """One optimizer step with isolation, then a topology update when one is due."""
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> UpdateReport | None:
+        """One optimizer step with isolation, then a topology update when one is due.
+
+        With an fp16 gradient ``scaler`` the gradients are unscaled first (isolation and gradient
+        growth see true gradients) and the scaler steps (skipping steps with inf/NaN gradients).
+        """
         if self.task is None:
             raise DstclError("no task in progress: call start_task() before training.")
         self._check_optimizer(optimizer)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         wd = self._weight_decay
         with torch.no_grad():
             for layer in self._layers:
@@ -173,7 +170,11 @@ class SparseLearner:
                     grad.add_(layer.param, alpha=wd)
                 if layer.has_frozen:
                     grad.masked_fill_(layer.frozen, 0.0)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         with torch.no_grad():
             for layer in self._layers:
                 layer.param.masked_fill_(layer.inactive, 0.0)
@@ -304,7 +305,7 @@ class SparseLearner:
         }
 
     def load_state_dict(self, saved: dict) -> None:
-        """Restore :meth:`state_dict`; the model's parameters are restored separately (model state_dict)."""
+        """Restore :meth:`state_dict` (the model's parameters are restored with the model's state_dict)."""
         self.state.load_payload(saved["state"])
         self.generator.set_state(saved["generator"])
         self._weight_decay = float(saved.get("weight_decay", 0.0))
@@ -348,9 +349,10 @@ class SparseLearner:
                 for param, value in zip(self.params.values(), saved):
                     param.copy_(value)
 
+    def task_digest(self, task: int) -> str:
+        """Digest of what learned task ``task``'s logits depend on (:func:`~dstcl.sparse.state.subnetwork_digest`)."""
+        return subnetwork_digest(self.state, task, self.heads)
+
     def current_masks(self) -> dict[str, torch.Tensor]:
         """The current task's masks (during a task)."""
         return {layer.state.name: layer.mask for layer in self._layers}
-
-    def layer_densities(self) -> dict[str, float]:
-        return {name: self.counts[name] / self.state.by_name[name].numel for name in self.params}

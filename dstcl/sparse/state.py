@@ -7,10 +7,11 @@ packed to bits (``numpy.packbits``), so 20 masks of ResNet-18 take 28 MB instead
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -145,3 +146,24 @@ def unpack_mask(bits: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     n = math.prod(shape)
     flat = np.unpackbits(np.asarray(bits, dtype=np.uint8), count=n).astype(np.bool_)
     return torch.from_numpy(flat).reshape(shape)
+
+
+def subnetwork_digest(state: SparseState, task: int, heads: Mapping[str, Sequence[slice]] | None = None) -> str:
+    """A digest of everything learned task ``task``'s logits depend on: per layer, its mask and the stored
+    values under it (in a head layer, only the task's own rows: the other rows score other tasks' classes).
+
+    Equal digests before and after later tasks prove, bit for bit, that the task's outputs cannot have
+    changed, so its accuracy need not be measured again (``dstcl.run.matrix``).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for layer in state.layers:
+        mask = layer.masks[task]
+        rows = (heads or {}).get(layer.name)
+        if rows is not None:
+            own = torch.zeros_like(mask)
+            own[rows[task]] = True
+            mask = mask & own
+        digest.update(layer.name.encode())
+        digest.update(pack_mask(mask).tobytes())
+        digest.update(layer.values[mask].detach().cpu().numpy().tobytes())
+    return digest.hexdigest()

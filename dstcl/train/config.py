@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ..settings import check_fields, setting
 from ..sparse.optim import OPTIMIZERS
+from .precision import PRECISIONS
 
 FLOAT32_LIMIT = 1e38  # larger step sizes overflow float32 inside the optimizer
 
@@ -26,6 +27,9 @@ class TrainConfig:
     momentum: float = setting(0.9, "SGD momentum", minimum=0.0, below=1.0)
     weight_decay: float = setting(0.0, "L2 weight decay on trainable weights only", minimum=0.0,
                                   maximum=FLOAT32_LIMIT)
+    precision: str = setting("fp32", "arithmetic: fp32, bf16 (autocast; CPUs with native bf16, GPUs), fp16 "
+                             "(autocast + gradient scaling, CUDA), or auto (the fastest of them this device runs "
+                             "natively); weights and optimizer state stay fp32", choices=PRECISIONS)
     lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (library-only)
     lr_gamma: float = 0.1
 

@@ -22,7 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .precision import autocast
+
 EVAL_BATCH_SIZE = 128
+# Which entries of the accuracy matrix a run measures (dstcl.run.matrix): ``needed`` measures what the
+# metrics need and proves the rest unchanged; ``full`` measures every entry, as the reference does.
+EVAL_MODES = ("needed", "full")
 
 
 def content_keys(x: torch.Tensor) -> np.ndarray:
@@ -81,7 +86,7 @@ class EvalSet:
         return len(self.y)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(
     model: nn.Module,
     data: EvalSet,
@@ -90,22 +95,26 @@ def accuracy(
     *,
     batch_size: int = EVAL_BATCH_SIZE,
     device: torch.device | str = "cpu",
+    precision: str = "fp32",
 ) -> float:
     """Top-1 accuracy in percent, the argmax taken over the logits in ``logit_slice`` only.
 
     ``data`` holds uint8 images (any device) and labels local to the slice (0..k-1); ``prepare`` turns
-    a uint8 batch on ``device`` into the normalised float input.
+    a uint8 batch on ``device`` into the normalised float input; ``precision`` is the training's (the
+    same arithmetic the weights were trained with).
     """
     if not isinstance(data, EvalSet):
         raise TypeError("accuracy() takes an EvalSet (EvalSet(x, y)), which fixes the canonical class-mixed order")
     if len(data) == 0:
         return float("nan")
     model.eval()
+    device = torch.device(device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     for start, stop in eval_batches(len(data), batch_size):
         xb = prepare(data.x[start:stop].to(device, non_blocking=True))
         yb = data.y[start:stop].to(device, non_blocking=True)
-        logits = model(xb)[:, logit_slice]
+        with autocast(precision, device):
+            logits = model(xb)[:, logit_slice]
         correct += (logits.argmax(dim=1) == yb).sum()
     return 100.0 * int(correct) / len(data)
 

@@ -22,6 +22,7 @@ from .. import faults
 from ..errors import DstclError
 from ..sparse import SparseLearner
 from .config import TrainConfig, lr_milestones
+from .precision import autocast, grad_scaler
 
 
 class NumericalError(DstclError):
@@ -78,6 +79,7 @@ class TaskTrainer:
         self.seconds = 0.0
         self.last: dict = {}
         self.loss_fn = nn.CrossEntropyLoss()
+        self.scaler = grad_scaler(config.precision, device)  # fp16 only
 
     def begin(self) -> None:
         """Start the task: initial topology, fresh optimizer and schedule, augmentation seed."""
@@ -107,14 +109,15 @@ class TaskTrainer:
             idx = idx.to(self.device)
             xb = self.augment(self.train_x[idx], self.aug_generator)
             yb = self.train_y[idx]
-            logits = self.model(xb)[:, self.logit_slice]
-            loss = self.loss_fn(logits, yb)
+            with autocast(self.config.precision, self.device):
+                logits = self.model(xb)[:, self.logit_slice]
+                loss = self.loss_fn(logits, yb)
             if faults.poisoned("loss"):
                 loss = loss * float("nan")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             faults.point("training_step")
-            report = self.learner.step(self.optimizer)
+            report = self.learner.step(self.optimizer, self.scaler)
             detached = loss.detach()
             # remember the first non-finite step without a device sync per step
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
@@ -161,6 +164,7 @@ class TaskTrainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "aug_generator": self.aug_generator.get_state(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -171,6 +175,8 @@ class TaskTrainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.aug_generator.set_state(saved["aug_generator"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
         self.epochs_done = int(saved["epochs_done"])
         self.seconds = float(saved["seconds"])
         self.last = dict(saved.get("last") or {})

@@ -1,0 +1,110 @@
+"""Mixed precision keeps isolation exact and resumes bit-identically; evaluation measures what is needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dstcl.config import resolve
+from dstcl.errors import ConfigError
+from dstcl.run.experiment import Experiment, resume_experiment, run_experiment
+from dstcl.run.matrix import IsolationError
+from dstcl.run.rundir import RunDir
+from dstcl.train import precision as P
+
+needs_bf16 = pytest.mark.skipif(not P.cpu_has_native_bf16(), reason="this CPU has no native bf16")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+SMALL = {"epochs": 2, "num_classes": 6, "tasks": 3, "threads": 1, "progress": False, "device": "cpu"}
+
+
+def test_precision_choices_are_checked_for_the_device(monkeypatch):
+    with pytest.raises(ConfigError, match="fp16 .* runs on CUDA only"):
+        resolve({"precision": "fp16", "device": "cpu"})
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="bf16 needs a CPU with native bf16"):
+        resolve({"precision": "bf16", "device": "cpu"})
+    assert resolve({"precision": "auto", "device": "cpu"}).precision == "fp32"
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert resolve({"precision": "auto", "device": "cpu"}).precision == "bf16"
+    assert resolve({}).precision == "fp32"  # the default stays fp32
+
+
+def _run(tmp_path, name: str, **settings):
+    cfg = resolve({**SMALL, **settings})
+    return run_experiment(cfg, run_dir=tmp_path / name, echo=lambda line: None)
+
+
+@needs_bf16
+def test_bf16_keeps_isolation_exact(tmp_path):
+    result = _run(tmp_path, "bf16", precision="bf16", eval="full")
+    R = result.metrics["accuracy_matrix"]
+    assert result.metrics["bwt"] == 0.0
+    for j in range(3):  # every later evaluation of task j equals the first: its weights never moved
+        assert all(R[i][j] == R[j][j] for i in range(j, 3))
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["precision"] == "bf16"
+    weights = torch.load(tmp_path / "bf16" / "weights.pt")
+    assert all(w.dtype == torch.float32 for w in weights.values())  # stored values stay fp32
+
+
+@needs_bf16
+def test_bf16_resume_is_bit_identical(tmp_path, monkeypatch):
+    straight = _run(tmp_path, "straight", precision="bf16")
+    cfg = resolve({**SMALL, "precision": "bf16"})
+    experiment = Experiment(cfg, echo=lambda line: None)
+    stop = {"count": 0}
+    original = experiment._learn_task
+
+    def learn_and_stop(i, run, bar):
+        original(i, run, bar)
+        if i == 1:
+            raise KeyboardInterrupt  # after two tasks, as Ctrl-C would
+    monkeypatch.setattr(experiment, "_learn_task", learn_and_stop)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.execute(RunDir.fresh(tmp_path / "resumed"))
+    assert stop["count"] == 0
+    resumed = resume_experiment(tmp_path / "resumed", echo=lambda line: None)
+    assert resumed.metrics["accuracy_matrix"] == straight.metrics["accuracy_matrix"]
+    a = torch.load(tmp_path / "straight" / "weights.pt")
+    b = torch.load(tmp_path / "resumed" / "weights.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_needed_evaluation_equals_full_evaluation_where_both_have_numbers(tmp_path):
+    needed = _run(tmp_path, "needed", tasks=3).metrics
+    full = _run(tmp_path, "full", tasks=3, eval="full").metrics
+    R, F = needed["accuracy_matrix"], full["accuracy_matrix"]
+    for i in range(3):
+        for j in range(3):
+            if R[i][j] is not None:
+                assert R[i][j] == F[i][j], (i, j)
+    assert R[0][2] is None and F[0][2] is not None  # beyond the superdiagonal: only --eval full
+    assert (needed["acc"], needed["bwt"], needed["fwt"]) == (full["acc"], full["bwt"], full["fwt"])
+    assert needed["fwt_reference"] is None and full["fwt_reference"] is not None
+    assert needed["evaluation"]["proven"] == 1 and needed["evaluation"]["measured"] < full["evaluation"]["measured"]
+
+
+def test_a_changed_subnetwork_is_an_error_not_a_silent_recompute(tmp_path, monkeypatch):
+    cfg = resolve(SMALL)
+    experiment = Experiment(cfg, echo=lambda line: None)
+    original = experiment._learn_task
+
+    def tamper_after_task_1(i, run, bar):
+        if i == 2:  # someone changes a weight task 0 owns, behind the learner's back
+            layer = experiment.learner.state.layers[1]
+            position = (layer.owner == 0) & layer.masks[0]
+            layer.values[position.nonzero()[0].tolist()[0]] += 1.0
+        original(i, run, bar)
+    monkeypatch.setattr(experiment, "_learn_task", tamper_after_task_1)
+    with pytest.raises(IsolationError, match="subnetwork of task 0 is not bit-identical"):
+        experiment.execute(RunDir.fresh(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+@needs_cuda
+def test_cuda_run_with_autocast_and_checkpoints(tmp_path):
+    precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    result = _run(tmp_path, "cuda", device="cuda", precision=precision, checkpoint_budget=1.0)
+    assert result.metrics["status"] == "completed" and result.metrics["bwt"] == pytest.approx(0.0, abs=1e-9)
