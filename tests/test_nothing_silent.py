@@ -37,7 +37,7 @@ def test_no_topology_update_in_a_task_is_an_error_naming_the_fix(tmp_path):
     message = one_paragraph(done.stderr)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "update_frequency 400 gives task" in message and "no topology update at all" in message
-    assert "--update-frequency 0 for static sparse training" in message and "at most" in message
+    assert "--method static (or --update-frequency 0) for static sparse training" in message and "at most" in message
     assert not any(tmp_path.iterdir())  # refused before any run folder was made
     checked = dstcl("run", "--epochs", "1", "--update-frequency", "400", "--check")
     assert checked.returncode == 2 and "no topology update" in checked.stderr

@@ -108,3 +108,35 @@ def test_cuda_run_with_autocast_and_checkpoints(tmp_path):
     precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     result = _run(tmp_path, "cuda", device="cuda", precision=precision, checkpoint_budget=1.0)
     assert result.metrics["status"] == "completed" and result.metrics["bwt"] == pytest.approx(0.0, abs=1e-9)
+
+
+# --- methods: the baselines in the same harness ----------------------------------------------------------
+
+def test_finetuning_has_no_isolation_and_measures_every_earlier_task(tmp_path):
+    result = _run(tmp_path, "finetune", method="finetune", epochs=3).metrics
+    R = result["accuracy_matrix"]
+    assert result["evaluation"]["proven"] == 0  # nothing to prove without isolation
+    assert all(R[i][j] is not None for i in range(3) for j in range(i + 1))
+    assert not (tmp_path / "finetune" / "masks" / "task_00.npz").exists()
+    assert "classifier.weight" in torch.load(tmp_path / "finetune" / "weights.pt")
+
+
+def test_static_sparse_keeps_each_tasks_first_topology(tmp_path):
+    result = _run(tmp_path, "static", method="static").metrics
+    assert result["topology_updates_per_task"] == [0, 0, 0] and result["bwt"] == 0.0
+    events = (tmp_path / "static" / "events.jsonl").read_text()
+    assert '"event": "topology_update"' not in events
+
+
+def test_joint_training_is_one_phase_over_all_tasks_with_task_heads(tmp_path):
+    result = _run(tmp_path, "joint", method="joint").metrics
+    R = result["accuracy_matrix"]
+    assert all(v is None for row in R[:-1] for v in row) and all(v is not None for v in R[-1])
+    assert result["acc"] == pytest.approx(sum(R[-1]) / 3) and result["bwt"] is None
+    ends = [json.loads(line) for line in (tmp_path / "joint" / "events.jsonl").read_text().splitlines()
+            if '"task_end"' in line]
+    sequential = _run(tmp_path, "dst").metrics  # the same number of optimizer steps in total
+    seq_ends = [json.loads(line) for line in (tmp_path / "dst" / "events.jsonl").read_text().splitlines()
+                if '"task_end"' in line]
+    assert len(ends) == 1 and abs(ends[0]["steps"] - sum(e["steps"] for e in seq_ends)) <= 3 * 2
+    assert sequential["status"] == "completed"

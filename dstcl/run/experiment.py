@@ -24,21 +24,21 @@ from ..config import RESOLVED, RunConfig, from_flat, saved_settings
 from ..data import BatchAugment, load_dataset, make_tasks
 from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, set_task
-from ..sparse import CapacityWarning, SparseLearner, UpdateEvery
+from ..sparse import CapacityWarning, SparseLearner
 from ..train.evaluate import EvalSet
-from ..train.trainer import TaskTrainer, steps_per_epoch
+from ..train.trainer import TaskTrainer
 from .checkpoint import CheckpointWarning, Checkpointer
 from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
 from .environment import Terminated, use_threads
 from .hashing import config_hash
 from .matrix import AccuracyMatrix
+from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
 from .rundir import CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY, WEIGHTS
 from .rundir import RunDir, read_config, read_metrics, run_status
 from .summary import format_summary
 
 CHECKPOINT_VERSION = 2
-FEW_UPDATES = 3  # fewer topology updates per task than this is a warning
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Experiment:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
         self.generator = seed_everything(cfg.run.seed)
+        self.method = method_of(cfg)
         data, model_cfg = cfg.data, cfg.model
         dataset = load_dataset(data.dataset, data.data_dir, download=data.download, progress=cfg.run.progress,
                                num_classes=data.num_classes, seed=cfg.run.seed, **data.options)
@@ -115,8 +116,7 @@ class Experiment:
             self.model = build_model(model_cfg.backbone, num_classes=dataset.num_classes, in_channels=channels,
                                      image_size=height, bn=model_cfg.bn, max_tasks=data.tasks,
                                      **model_cfg.options).to(self.device)
-            heads = {output_weight(self.model, dataset.num_classes): self.heads}  # task i trains only its rows
-            self.learner = SparseLearner(self.model, cfg.sparse, seed=cfg.run.seed, num_tasks=data.tasks, heads=heads)
+            self.learner = make_learner(cfg, self.model, self.heads, output_weight(self.model, dataset.num_classes))
         except (MemoryError, RuntimeError) as exc:
             if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
                 raise
@@ -125,39 +125,11 @@ class Experiment:
                 f"({str(exc).splitlines()[0][:160]}); use a smaller --width or another --backbone."
             ) from None
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
-        self.updates_per_task = self._check_updates()
+        self.updates_per_task = check_updates(cfg, [len(t.train_y) for t in self.tasks], self.echo)
         self.capacity: list[dict] = []
         self._noted_full = False
         self.next_task = 0
         self.trainer_state: dict | None = None
-
-    # --- checks before training -------------------------------------------------------------------
-
-    def steps_per_task(self, task: int) -> int:
-        return steps_per_epoch(len(self.tasks[task].train_y), self.cfg.train.batch_size) * self.cfg.train.epochs
-
-    def _check_updates(self) -> list[int]:
-        """Topology updates each task will get; none with DST chosen is an error, few a warning."""
-        schedule = UpdateEvery(self.cfg.sparse.update_frequency)
-        counts = [schedule.count(self.steps_per_task(t)) for t in range(len(self.tasks))]
-        if not self.cfg.sparse.dynamic:
-            return counts
-        fewest = min(range(len(counts)), key=lambda t: counts[t])
-        steps = self.steps_per_task(fewest)
-        best = max(1, steps // FEW_UPDATES)
-        if counts[fewest] == 0:
-            raise ConfigError(
-                f"update_frequency {self.cfg.sparse.update_frequency} gives task {fewest} no topology update at all "
-                f"({steps} optimizer steps: {self.cfg.train.epochs} epoch(s) of "
-                f"{steps // self.cfg.train.epochs} batches), so the growth criterion would have no effect. Use a "
-                f"smaller --update-frequency (at most {best} gives {FEW_UPDATES} updates per task), or "
-                "--update-frequency 0 for static sparse training (each task keeps its initial topology)."
-            )
-        if counts[fewest] < FEW_UPDATES:
-            self.echo(f"warning: only {counts[fewest]} topology update(s) in task {fewest} ({steps} steps, one every "
-                      f"{self.cfg.sparse.update_frequency}); DST barely changes the topology. --update-frequency "
-                      f"{best} gives {FEW_UPDATES}.")
-        return counts
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -217,11 +189,13 @@ class Experiment:
     def execute(self, run: RunDir, *, resume: bool = False) -> RunResult:
         run.lock()
         self.checkpointer = Checkpointer(run.path / CHECKPOINTS)
-        self.train_data = [(t.train_x.to(self.device), t.train_y.to(self.device)) for t in self.tasks]
+        self.train_data = [(x.to(self.device), y.to(self.device), head) for x, y, head in
+                           training_phases(self.method, self.tasks, self.heads)]
         tests = [EvalSet(t.test_x, t.test_y).to(self.device) for t in self.tasks]  # canonical class-mixed order
         self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
                                      lambda xb: self.augment(xb, None, train=False), self.device,
-                                     mode=self.cfg.run.eval, precision=self.cfg.train.precision)
+                                     mode=self.cfg.run.eval, precision=self.cfg.train.precision,
+                                     isolated=self.method["sparse"])
         if resume:
             self._resume_from_checkpoint(run)
         else:
@@ -233,7 +207,7 @@ class Experiment:
             if self.matrix.baseline is None:
                 run.event({"event": "baseline", "accuracy": self.matrix.measure_baseline()})
             bar = _progress_factory(self.cfg.run.progress)
-            for i in range(self.next_task, self.cfg.data.tasks):
+            for i in range(self.next_task, len(self.train_data)):
                 self._learn_task(i, run, bar)
             status = COMPLETED
         except KeyboardInterrupt as exc:
@@ -265,8 +239,12 @@ class Experiment:
                 final["resume"] = f"dstcl run --resume {run.path}"
             run.write_json(METRICS, final)
             if status == COMPLETED:
-                run.save_torch(STATE, self.learner.state.to_payload())
-                run.save_torch(WEIGHTS, {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()})
+                if isinstance(self.learner, SparseLearner):
+                    run.save_torch(STATE, self.learner.state.to_payload())
+                    weights = {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()}
+                else:  # one dense network
+                    weights = {n: p.detach().cpu() for n, p in self.learner.params.items()}
+                run.save_torch(WEIGHTS, weights)
                 run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path))
             run.event({"event": "run_end", "status": status})
         finally:
@@ -277,10 +255,10 @@ class Experiment:
 
     def _learn_task(self, i: int, run: RunDir, bar) -> None:
         cfg, T = self.cfg, self.cfg.data.tasks
-        train_x, train_y = self.train_data[i]
+        train_x, train_y, head = self.train_data[i]
         set_task(self.model, i)
         trainer = TaskTrainer(
-            self.model, self.learner, i, train_x, train_y, self.heads[i],
+            self.model, self.learner, i, train_x, train_y, head,
             lambda xb, g: self.augment(xb, g, train=True), cfg.train,
             generator=self.generator, device=self.device, log=run.event,
         )
@@ -289,7 +267,7 @@ class Experiment:
             self.trainer_state = None
         else:
             trainer.begin()
-        progress = bar(trainer.total_steps, f"task {i + 1}/{T}") if bar else None
+        progress = bar(trainer.total_steps, f"task {i + 1}/{len(self.train_data)}") if bar else None
         if progress is not None:
             progress.update(trainer.epochs_done * trainer.per_epoch)
         while not trainer.finished:
@@ -313,19 +291,25 @@ class Experiment:
             self.echo(f"note: task {i} now owns every weight of {len(full)} layer(s) ({', '.join(full[:3])}"
                       f"{', ...' if len(full) > 3 else ''}); later tasks reuse them read-only. Expected when ERK keeps "
                       "small layers dense; per-layer use is in capacity.json.")
-        run.save_mask(i, masks)
-        self.capacity.append({"task": i, "layers": [row.as_dict() for row in report]})
-        run.write_json(CAPACITY, self.capacity)
-        self.matrix.after_task(i)
+        if masks:  # a dense learner has none
+            run.save_mask(i, masks)
+            self.capacity.append({"task": i, "layers": [row.as_dict() for row in report]})
+            run.write_json(CAPACITY, self.capacity)
+        self.matrix.after_task(i) if self.method["sequential"] else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
         # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
         self._checkpoint("task_done", i, None)
         self.checkpointer.wait()
         R = self.matrix.R
-        run.event({"event": "task_end", "task": i, **summary, "accuracy": R[i][: i + 1]})
+        row = R[i] if self.method["sequential"] else R[-1]
+        seen = row[: i + 1] if self.method["sequential"] else row
+        run.event({"event": "task_end", "task": i, **summary, "accuracy": seen})
         run.write_json(METRICS, self._metrics("running", None))
-        self.echo(f"task {i + 1}/{T}: accuracy {R[i][i]:.2f} %, mean over seen tasks "
-                  f"{np.mean([R[i][j] for j in range(i + 1)]):.2f} % ({summary['seconds']:.1f} s)")
+        if self.method["sequential"]:
+            self.echo(f"task {i + 1}/{T}: accuracy {R[i][i]:.2f} %, mean over seen tasks {np.mean(seen):.2f} % "
+                      f"({summary['seconds']:.1f} s)")
+        else:
+            self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
 
     def _metrics(self, status: str, error: str | None) -> dict:
         out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task}

@@ -45,15 +45,17 @@ class AccuracyMatrix:
 
     def __init__(self, model: nn.Module, learner: SparseLearner, heads: Sequence[slice], tests: Sequence[EvalSet],
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, *, mode: str = "needed",
-                 precision: str = "fp32"):
+                 precision: str = "fp32", isolated: bool = True):
         self.model, self.learner, self.heads, self.tests = model, learner, list(heads), list(tests)
         self.prepare, self.device, self.mode, self.precision = prepare, device, mode, precision
+        self.isolated = isolated  # False (dense fine-tuning): nothing to prove, every lower entry is measured
         T = len(self.heads)
         self.R: list[list[float | None]] = [[None] * T for _ in range(T)]
         self.baseline: list[float] | None = None
         self.digests: list[str] = []  # per learned task, taken when it ended
         self.measured = 0
         self.proven = 0
+        self.learned = 0  # tasks whose rows are filled
 
     @property
     def tasks(self) -> int:
@@ -81,11 +83,12 @@ class AccuracyMatrix:
     def after_task(self, i: int) -> None:
         """Fill row ``i`` (see the module doc for what ``needed`` measures and what it proves)."""
         faults.point("evaluation")
-        self._check_isolation(i)
-        self.digests.append(self.digest(i))
+        if self.isolated:
+            self._check_isolation(i)
+            self.digests.append(self.digest(i))
         last = i == self.tasks - 1
         for j in range(i + 1):
-            if j == i or last or self.mode == "full":
+            if j == i or last or self.mode == "full" or not self.isolated:
                 self.learner.apply_task(j)
                 self.R[i][j] = self.measure(j, j, j)
             else:
@@ -94,6 +97,14 @@ class AccuracyMatrix:
         self.learner.apply_task(i)
         for j in range(i + 1, self.tasks if self.mode == "full" else min(i + 2, self.tasks)):
             self.R[i][j] = self.measure(i, j, i)
+        self.learned = i + 1
+
+    def after_joint(self) -> None:
+        """Multitask training has one phase: only the final row (every task through the one network)."""
+        faults.point("evaluation")
+        for j in range(self.tasks):
+            self.R[-1][j] = self.measure(0, j, j)
+        self.learned = self.tasks
 
     def _check_isolation(self, i: int) -> None:
         for j, before in enumerate(self.digests):
@@ -106,7 +117,7 @@ class AccuracyMatrix:
 
     @property
     def completed(self) -> int:
-        return sum(1 for row in self.R if row[0] is not None)
+        return self.learned
 
     def summary(self) -> dict:
         """The metrics of the rows filled so far (``acc`` etc. over the completed tasks)."""
@@ -122,9 +133,10 @@ class AccuracyMatrix:
 
     def state_dict(self) -> dict:
         return {"R": self.R, "baseline": self.baseline, "digests": self.digests, "measured": self.measured,
-                "proven": self.proven}
+                "proven": self.proven, "learned": self.learned}
 
     def load_state_dict(self, saved: dict) -> None:
         self.R, self.baseline = saved["R"], saved["baseline"]
         self.digests = list(saved.get("digests", []))
         self.measured, self.proven = int(saved.get("measured", 0)), int(saved.get("proven", 0))
+        self.learned = int(saved.get("learned", sum(1 for row in self.R if row[0] is not None)))

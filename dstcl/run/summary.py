@@ -8,8 +8,8 @@ from typing import Any
 from ..metrics import LABELS, SHORT_LABELS
 
 
-def _fmt(value: Any, spec: str = ".2f") -> str:
-    return "n/a" if value is None else format(value, spec)
+def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
+    return "n/a" if value is None else format(value, spec) + unit
 
 
 def summary_line(m: dict) -> str:
@@ -17,8 +17,8 @@ def summary_line(m: dict) -> str:
     future = m.get("fwt_reference")
     future_text = f"{future:.2f} %" if future is not None else (
         "n/a (--eval full)" if (m.get("evaluation") or {}).get("mode") == "needed" else "n/a")
-    return (f"ACC {_fmt(m.get('acc'))} %   BWT {_fmt(m.get('bwt'), '+.2f')} points   "
-            f"{SHORT_LABELS['fwt']} {_fmt(m.get('fwt'), '+.2f')} points   "
+    return (f"ACC {_fmt(m.get('acc'), unit=' %')}   BWT {_fmt(m.get('bwt'), '+.2f', ' points')}   "
+            f"{SHORT_LABELS['fwt']} {_fmt(m.get('fwt'), '+.2f', ' points')}   "
             f"{SHORT_LABELS['fwt_reference']} {future_text}")
 
 

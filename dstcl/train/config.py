@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ..settings import check_fields, setting
 from ..sparse.optim import OPTIMIZERS
+from .methods import METHODS
 from .precision import PRECISIONS
 
 FLOAT32_LIMIT = 1e38  # larger step sizes overflow float32 inside the optimizer
@@ -18,6 +19,7 @@ FLOAT32_LIMIT = 1e38  # larger step sizes overflow float32 inside the optimizer
 class TrainConfig:
     """Per task: a fresh optimizer, ``epochs`` passes, the learning rate x ``lr_gamma`` at the milestones."""
 
+    method: str = setting("dst", "how the sequence is learned", choices=METHODS)
     epochs: int = setting(5, "epochs per task", minimum=1, maximum=100_000)
     batch_size: int = setting(64, "training batch size (at least 2: BatchNorm uses batch statistics)",
                               minimum=2, maximum=1 << 20)

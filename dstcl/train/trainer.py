@@ -45,6 +45,22 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
 
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Head = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def slice_head(logit_slice: slice) -> Head:
+    """A task's head: the logits of its classes, labels local to them (multi-head by slicing)."""
+    return lambda logits, y: (logits[:, logit_slice], y)
+
+
+def joint_head(per_task: int, tasks: int) -> Head:
+    """All tasks at once (multitask training): labels are global, and each sample's loss and prediction
+    use only its own task's logits (the others are masked to -inf), as task-incremental evaluation does."""
+    def head(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        block = torch.arange(logits.shape[1], device=logits.device) // per_task
+        own = block.unsqueeze(0) == (y // per_task).unsqueeze(1)
+        return logits.masked_fill(~own, float("-inf")), y
+    return head
 
 
 class TaskTrainer:
@@ -57,7 +73,7 @@ class TaskTrainer:
         task: int,
         train_x: torch.Tensor,
         train_y: torch.Tensor,
-        logit_slice: slice,
+        logit_slice: slice | Head,
         augment: Augment,
         config: TrainConfig,
         *,
@@ -66,7 +82,8 @@ class TaskTrainer:
         log: Callable[[dict], None] = lambda event: None,
     ):
         self.model, self.learner, self.task = model, learner, task
-        self.train_x, self.train_y, self.logit_slice = train_x, train_y, logit_slice
+        self.train_x, self.train_y = train_x, train_y
+        self.head = logit_slice if callable(logit_slice) else slice_head(logit_slice)
         self.augment, self.config, self.generator, self.device, self.log = augment, config, generator, device, log
         self.per_epoch = steps_per_epoch(len(train_y), config.batch_size)
         if self.per_epoch == 0:
@@ -110,7 +127,7 @@ class TaskTrainer:
             xb = self.augment(self.train_x[idx], self.aug_generator)
             yb = self.train_y[idx]
             with autocast(self.config.precision, self.device):
-                logits = self.model(xb)[:, self.logit_slice]
+                logits, yb = self.head(self.model(xb), yb)
                 loss = self.loss_fn(logits, yb)
             if faults.poisoned("loss"):
                 loss = loss * float("nan")

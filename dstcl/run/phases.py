@@ -1,0 +1,74 @@
+"""What a run will do, decided before it trains: its learner, its training phases, its topology updates.
+
+The method (``--method``, :data:`dstcl.train.methods.METHODS`) decides the learner (sparse and isolated,
+or one dense network) and the phases (one per task, or one over all tasks' data); the update schedule
+decides how many topology updates each task gets, and a DST run with none is refused here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data import Task
+from ..errors import ConfigError
+from ..sparse import SparseLearner, UpdateEvery
+from ..train.dense import DenseLearner
+from ..train.trainer import Head, joint_head, slice_head, steps_per_epoch
+
+FEW_UPDATES = 3  # fewer topology updates per task than this is a warning
+
+
+def make_learner(cfg: RunConfig, model: nn.Module, heads: Sequence[slice], classifier: str
+                 ) -> SparseLearner | DenseLearner:
+    """The learner of the run's method: sparse and isolated (DST, static) or dense (the baselines)."""
+    method = method_of(cfg)
+    if not method["sparse"]:
+        return DenseLearner(model, num_tasks=cfg.data.tasks)
+    sparse = cfg.sparse if method["dynamic"] else dataclasses.replace(cfg.sparse, update_frequency=0)
+    rows = {classifier: list(heads)}  # task i trains (and owns) only its own rows of the classifier
+    return SparseLearner(model, sparse, seed=cfg.run.seed, num_tasks=cfg.data.tasks, heads=rows)
+
+
+def method_of(cfg: RunConfig) -> dict:
+    from ..train.methods import METHODS
+
+    return dict(METHODS.entry(cfg.train.method).meta)
+
+
+def training_phases(method: dict, tasks: Sequence[Task], heads: Sequence[slice]
+                    ) -> list[tuple[torch.Tensor, torch.Tensor, Head]]:
+    """What each training phase trains on: one phase per task, or one over all tasks (``joint``)."""
+    if method["sequential"]:
+        return [(t.train_x, t.train_y, slice_head(head)) for t, head in zip(tasks, heads)]
+    per_task = len(tasks[0].classes)
+    x = torch.cat([t.train_x for t in tasks])
+    y = torch.cat([t.train_y + i * per_task for i, t in enumerate(tasks)])  # global labels
+    return [(x, y, joint_head(per_task, len(tasks)))]
+
+
+def check_updates(cfg: RunConfig, train_sizes: Sequence[int], echo: Callable[[str], None]) -> list[int]:
+    """Topology updates each task will get; none with DST chosen is an error, few a warning."""
+    if not (cfg.sparse.dynamic and method_of(cfg)["dynamic"]):
+        return [0] * len(train_sizes)
+    epochs, frequency = cfg.train.epochs, cfg.sparse.update_frequency
+    steps = [steps_per_epoch(n, cfg.train.batch_size) * epochs for n in train_sizes]
+    counts = [UpdateEvery(frequency).count(n) for n in steps]
+    fewest = min(range(len(counts)), key=lambda t: counts[t])
+    best = max(1, steps[fewest] // FEW_UPDATES)
+    if counts[fewest] == 0:
+        raise ConfigError(
+            f"update_frequency {frequency} gives task {fewest} no topology update at all ({steps[fewest]} optimizer "
+            f"steps: {epochs} epoch(s) of {steps[fewest] // epochs} batches), so the growth criterion would have no "
+            f"effect. Use a smaller --update-frequency (at most {best} gives {FEW_UPDATES} updates per task), or "
+            "--method static (or --update-frequency 0) for static sparse training (each task keeps its initial "
+            "topology)."
+        )
+    if counts[fewest] < FEW_UPDATES:
+        echo(f"warning: only {counts[fewest]} topology update(s) in task {fewest} ({steps[fewest]} steps, one every "
+             f"{frequency}); DST barely changes the topology. --update-frequency {best} gives {FEW_UPDATES}.")
+    return counts
