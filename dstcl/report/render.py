@@ -149,13 +149,28 @@ def to_markdown(report: Report, *, per_run: bool = False) -> str:
 
 def _markdown_configurations(report: Report) -> list[str]:
     fields = varying_fields(report.groups)
-    header = fields + ["seeds"] + [SHORT.get(m, m) for m in METRICS] + ["updates/task"]
+    header = fields + ["seeds"] + [SHORT.get(m, m) for m in METRICS] + ["updates/task", "inference FLOPs",
+                                                                        "training GFLOPs"]
     lines = ["## All configurations", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in report.groups:
         cells = [fmt_value(g.get(f)) for f in fields] + [", ".join(map(str, g.seeds))]
-        cells += [fmt_stat(g.stat(m)) for m in METRICS] + [updates_text(g)]
+        cells += [fmt_stat(g.stat(m)) for m in METRICS] + [updates_text(g), *compute_text(g)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def compute_text(group: Group) -> tuple[str, str]:
+    """Per-task inference FLOPs as % of the dense network, and training GFLOPs (mean over seeds)."""
+    shares, training = [], []
+    for run in group.runs:
+        compute = run.metrics.get("compute") or {}
+        per_task = compute.get("inference_flops_per_task") or []
+        if per_task and compute.get("dense_inference_flops"):
+            shares.append(100 * sum(per_task) / len(per_task) / compute["dense_inference_flops"])
+        if isinstance(compute.get("training_flops"), (int, float)):
+            training.append(compute["training_flops"] / 1e9)
+    share = f"{sum(shares) / len(shares):.1f} %" if shares else "–"
+    return share, (f"{sum(training) / len(training):,.1f}" if training else "–")
 
 
 def updates_text(group: Group) -> str:

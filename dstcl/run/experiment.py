@@ -24,10 +24,12 @@ from ..config import RESOLVED, RunConfig, from_flat, saved_settings
 from ..data import BatchAugment, load_dataset, make_tasks
 from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, set_task
-from ..sparse import CapacityWarning, SparseLearner
+from ..models.probe import weight_uses
+from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
 from ..train.evaluate import EvalSet
 from ..train.trainer import TaskTrainer
 from .checkpoint import CheckpointWarning, Checkpointer
+from .compute import ComputeLedger, examples_per_task
 from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
 from .environment import Terminated, use_threads
 from .hashing import config_hash
@@ -125,6 +127,9 @@ class Experiment:
                 f"({str(exc).splitlines()[0][:160]}); use a smaller --width or another --backbone."
             ) from None
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
+        self.shapes = {name: tuple(p.shape) for name, p in prunable_parameters(self.model)}
+        classifier = output_weight(self.model, dataset.num_classes)
+        self.compute = ComputeLedger(weight_uses(self.model, dataset.image_shape), self.shapes, classifier, self.heads)
         self.updates_per_task = check_updates(cfg, [len(t.train_y) for t in self.tasks], self.echo)
         self.capacity: list[dict] = []
         self._noted_full = False
@@ -139,7 +144,7 @@ class Experiment:
             "model": self.model.state_dict(), "learner": self.learner.state_dict(),
             "trainer": trainer.state_dict() if trainer is not None else None,
             "generator": self.generator.get_state(), "rng": rng_states(),
-            "matrix": self.matrix.state_dict(), "capacity": self.capacity,
+            "matrix": self.matrix.state_dict(), "capacity": self.capacity, "compute": self.compute.state_dict(),
         })
 
     def _restore(self, payload: dict) -> None:
@@ -158,6 +163,7 @@ class Experiment:
         set_rng_states(payload["rng"])
         self.matrix.load_state_dict(payload["matrix"])
         self.capacity = payload["capacity"]
+        self.compute.load_state_dict(payload["compute"])
         if payload["phase"] == "task_done":
             self.next_task, self.trainer_state = payload["task"] + 1, None
         else:
@@ -291,9 +297,11 @@ class Experiment:
             self.echo(f"note: task {i} now owns every weight of {len(full)} layer(s) ({', '.join(full[:3])}"
                       f"{', ...' if len(full) > 3 else ''}); later tasks reuse them read-only. Expected when ERK keeps "
                       "small layers dense; per-layer use is in capacity.json.")
+        self._account(i, masks, trainer)
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
-            self.capacity.append({"task": i, "layers": [row.as_dict() for row in report]})
+            self.capacity.append({"task": i, "layers": [row.as_dict() for row in report],
+                                  "inference": self.compute.per_task[-1] | self._dense_figures()})
             run.write_json(CAPACITY, self.capacity)
         self.matrix.after_task(i) if self.method["sequential"] else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
@@ -311,8 +319,23 @@ class Experiment:
         else:
             self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
 
+    def _account(self, i: int, masks: dict, trainer: TaskTrainer) -> None:
+        """FLOPs of phase ``i``'s training and of each task's inference (``dstcl.run.compute``)."""
+        sequential = self.method["sequential"]
+        examples, steps = examples_per_task(len(trainer.train_y), self.cfg.train.batch_size, self.cfg.train.epochs)
+        counts = self.compute.active_counts(i if sequential else 0, masks or None, self.shapes)
+        growth = self.learner.plan.for_task(i) if isinstance(self.learner, SparseLearner) else None
+        self.compute.add_training(counts, examples=examples, steps=steps, batch_size=self.cfg.train.batch_size,
+                                  growth=growth, updates=self.updates_per_task[i])
+        for task in ([i] if sequential else range(len(self.tasks))):
+            self.compute.add_inference(task, self.compute.active_counts(task, masks or None, self.shapes))
+
+    def _dense_figures(self) -> dict:
+        return {"dense_params": self.compute.dense_params, "dense_flops": self.compute.dense_flops}
+
     def _metrics(self, status: str, error: str | None) -> dict:
-        out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task}
+        out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task,
+               "compute": self.compute.summary()}
         if error is not None:
             out["error"] = error
         return out

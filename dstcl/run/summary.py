@@ -47,6 +47,13 @@ def format_summary(m: dict, flat: dict, path: Path) -> str:
         if key == "fwt_reference" and m.get(key) is None and (m.get("evaluation") or {}).get("mode") == "needed":
             value = "n/a (needs --eval full)"
         lines.append(f"| {label} | {value} |")
+    compute = m.get("compute") or {}
+    if compute.get("inference_flops_per_task"):
+        flops, params = compute["inference_flops_per_task"], compute["inference_params_per_task"]
+        lines += ["", f"Inference per task (RigL's count: active weights only): {_mean(params):,.0f} weights, "
+                  f"{_mean(flops) / 1e6:,.2f} MFLOPs per example ({100 * _mean(flops) / compute['dense_inference_flops']:.1f} "
+                  f"% of the dense network's {compute['dense_inference_flops'] / 1e6:,.2f} MFLOPs, "
+                  f"{compute['dense_params']:,} weights). Training: {compute['training_flops'] / 1e9:,.1f} GFLOPs."]
     updates = m.get("topology_updates_per_task")
     if updates:
         lines += ["", f"Topology updates per task: {', '.join(map(str, updates))}"
@@ -67,3 +74,7 @@ def console_table(m: dict) -> str:
 
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{v:.2f} %"
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values)

@@ -97,7 +97,8 @@ def register_grow(name: str, *, frozen: str = "score", needs: str | None = None,
 
     ``frozen``: ``"zero"`` makes the learner score frozen candidates 0; ``"score"`` leaves them as
     scored. ``needs``: ``"momentum"`` when the criterion reads optimizer momentum (so a config with
-    momentum-free SGD is refused before training).
+    momentum-free SGD is refused before training, and training FLOPs count a dense gradient every
+    step), ``"gradient"`` when it reads the dense gradient at update steps.
     """
     if frozen not in FROZEN_POLICIES:
         raise ConfigError(f"frozen must be one of {', '.join(FROZEN_POLICIES)}, got {frozen!r}.")
@@ -131,7 +132,7 @@ def unfired_growth(view: LayerView) -> torch.Tensor:
     return view.uniform() + (~view.fired).to(view.weight.dtype)
 
 
-@register_grow("gradient", frozen="zero")
+@register_grow("gradient", frozen="zero", needs="gradient")
 def gradient_growth(view: LayerView) -> torch.Tensor:
     """Largest |dL/d(W*mask)| on the last batch (RigL)."""
     if view.grad is None:
