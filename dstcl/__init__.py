@@ -5,3 +5,10 @@ isolation), and later tasks may reuse them read-only.
 """
 
 __version__ = "0.1.0"
+
+
+def load(path):
+    """A trained model from a ``.dstcl`` file or a run directory (:class:`dstcl.deploy.DstclModel`)."""
+    from .deploy import load as _load
+
+    return _load(path)

@@ -24,8 +24,11 @@ LABELS = {
     "bwt": "BWT (points)",
     "fwt": "FWT vs untrained (GEM, points)",
     "fwt_reference": "future-task accuracy (reference 'FWT', %)",
+    "task_inference_accuracy": "task-inference accuracy, task not given (%)",
+    "class_incremental_accuracy": "class-incremental accuracy, task not given (%)",
 }
-SHORT_LABELS = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT(GEM)", "fwt_reference": "future-task acc"}
+SHORT_LABELS = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT(GEM)", "fwt_reference": "future-task acc",
+                "task_inference_accuracy": "task-inference acc", "class_incremental_accuracy": "class-IL acc"}
 
 
 def as_matrix(R: Matrix) -> np.ndarray:

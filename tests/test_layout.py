@@ -8,7 +8,7 @@ a sibling of its own layer):
     train                         one task's training loop and evaluation
     config                        a run's settings (reads the registries above)
     run                           the life of one run
-    sweep | report                grids of runs, and tables over them
+    sweep | report | deploy       grids of runs, tables over them, using a finished run
     cli                           the command line
 """
 
@@ -24,7 +24,7 @@ LAYERS = [
     {"train"},
     {"config"},
     {"run"},
-    {"sweep", "report"},
+    {"sweep", "report", "deploy"},
     {"cli"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -73,6 +73,10 @@ def add_field_flags(groups: dict[str, Any]) -> None:
             group.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
                                help=help_text.replace("%", "%%"))
             continue
+        if field.default is False:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_const", const=True,
+                               help=help_text.replace("%", "%%"))
+            continue
         default = "" if field.default is None else f" [default {field.default}]"
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=field.metadata.get("metavar") or name.upper(),
                            help=(help_text + default).replace("%", "%%"))

@@ -51,6 +51,8 @@ class RunSettings:
     progress: bool = setting(True, "progress bars; --no-progress turns them off", result=False)
     checkpoint_budget: float = setting(0.02, "max share of time spent on epoch checkpoints (1 = after every epoch)",
                                        above=0.0, maximum=1.0, result=False)
+    agnostic: bool = setting(False, "also measure prediction without the task label at the end: task-inference "
+                             "and class-incremental accuracy (T passes over all test sets)", result=False)
     eval: str = setting("needed", "accuracy matrix: needed (the diagonal, the entries GEM's FWT needs and the final "
                         "row measured; the rest proven unchanged by a digest) or full (every entry measured, as the "
                         "reference; needed for the reference's FWT)", choices=EVAL_MODES, result=False)

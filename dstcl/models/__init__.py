@@ -18,7 +18,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Option, Registry, options_from_signature
 from .mobilenet import MobileNetV2, mobilenetv2
-from .norm import BN_MODES, TaskBatchNorm1d, TaskBatchNorm2d, batch_norm, check_bn, set_task, task_norm_state
+from .norm import (BN_MODES, TaskBatchNorm1d, TaskBatchNorm2d, batch_norm, check_bn, reestimate_statistics, set_task,
+                   task_norm_state)
 from .resnet import STEMS, ResNet, resnet18
 from .small import MLP, SmallCNN, cnn, mlp
 
@@ -120,5 +121,5 @@ def output_weight(model: nn.Module, num_classes: int) -> str:
 __all__ = [
     "BN_MODES", "MLP", "MODELS", "MobileNetV2", "ResNet", "SmallCNN", "TaskBatchNorm1d", "TaskBatchNorm2d",
     "batch_norm", "build_model", "cnn", "mlp", "mobilenetv2", "model_options", "output_weight",
-    "register_model", "resnet18", "set_task", "task_norm_state",
+    "reestimate_statistics", "register_model", "resnet18", "set_task", "task_norm_state",
 ]

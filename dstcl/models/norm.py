@@ -52,6 +52,7 @@ class _TaskBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.zeros(max_tasks, dtype=torch.long))
         # Host-side copy of "task t has statistics", so eval needs no device sync to decide.
         self._has_stats = [False] * max_tasks
+        self._cumulative: int | None = None  # while re-estimating: batches averaged so far
 
     def set_task(self, task: int) -> None:
         if not 0 <= task < self.max_tasks:
@@ -69,9 +70,12 @@ class _TaskBatchNorm(nn.Module):
         if self.training:
             self.num_batches_tracked[t] += 1
             self._has_stats[t] = True
+            momentum = self.momentum
+            if self._cumulative is not None:  # an equal-weight average over the re-estimation batches
+                self._cumulative += 1
+                momentum = 1.0 / self._cumulative
             # Row views share storage with the buffers, so F.batch_norm updates task t's row in place.
-            return F.batch_norm(x, self.running_mean[t], self.running_var[t], None, None, True,
-                                self.momentum, self.eps)
+            return F.batch_norm(x, self.running_mean[t], self.running_var[t], None, None, True, momentum, self.eps)
         if not self._has_stats[t]:
             return F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
         return F.batch_norm(x, self.running_mean[t], self.running_var[t], None, None, False, 0.0, self.eps)
@@ -135,3 +139,30 @@ def task_norm_state(model: nn.Module, task: int) -> list[torch.Tensor]:
         if isinstance(module, _TaskBatchNorm):
             out += [module.running_mean[task], module.running_var[task], module.num_batches_tracked[task]]
     return out
+
+
+@torch.no_grad()
+def reestimate_statistics(model: nn.Module, task: int, batches) -> int:
+    """Recompute task ``task``'s running statistics from ``batches`` (inputs, no augmentation) with the
+    network's final weights: an equal-weight average over the batches, replacing what the running average
+    collected while the weights were still changing. Returns the number of modules updated (0 in
+    ``bn="batch"`` mode, where nothing is stored)."""
+    modules = [m for m in model.modules() if isinstance(m, _TaskBatchNorm)]
+    if not modules:
+        return 0
+    was_training = model.training
+    for m in modules:
+        m.running_mean[task].zero_()
+        m.running_var[task].fill_(1.0)
+        m.num_batches_tracked[task] = 0
+        m._cumulative = 0
+        m.set_task(task)
+    model.train()
+    try:
+        for xb in batches:
+            model(xb)
+    finally:
+        for m in modules:
+            m._cumulative = None
+        model.train(was_training)
+    return len(modules)

@@ -52,6 +52,20 @@ class ComputeLedger:
         self.per_task.append(entry)
         return {**entry, "dense_params": self.dense_params, "dense_flops": self.dense_flops}
 
+    def record_phase(self, phase: int, masks: Mapping[str, torch.Tensor], train_size: int, tasks: int, cfg,
+                     growth: str | None, updates: int, *, sequential: bool, shapes: Mapping[str, tuple[int, ...]]
+                     ) -> None:
+        """Training FLOPs of training phase ``phase`` and the inference cost of the task(s) it taught."""
+        examples, steps = examples_per_task(train_size, cfg.train.batch_size, cfg.train.epochs)
+        counts = self.active_counts(phase if sequential else 0, masks or None, shapes)
+        self.add_training(counts, examples=examples, steps=steps, batch_size=cfg.train.batch_size, growth=growth,
+                          updates=updates)
+        for task in ([phase] if sequential else range(tasks)):
+            self.add_inference(task, self.active_counts(task, masks or None, shapes))
+
+    def dense_figures(self) -> dict:
+        return {"dense_params": self.dense_params, "dense_flops": self.dense_flops}
+
     def summary(self) -> dict:
         return {"training_flops": self.training, "inference_flops_per_task": [e["flops"] for e in self.per_task],
                 "inference_params_per_task": [e["params"] for e in self.per_task],

@@ -23,20 +23,22 @@ from .. import faults
 from ..config import RESOLVED, RunConfig, from_flat, saved_settings
 from ..data import BatchAugment, load_dataset, make_tasks
 from ..errors import ConfigError, DstclError
-from ..models import build_model, output_weight, set_task
+from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
 from ..train.evaluate import EvalSet
 from ..train.trainer import TaskTrainer
+from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
 from .checkpoint import CheckpointWarning, Checkpointer
-from .compute import ComputeLedger, examples_per_task
+from .compute import ComputeLedger
 from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
 from .environment import Terminated, use_threads
 from .hashing import config_hash
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
-from .rundir import CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY, WEIGHTS
+from .rundir import BUFFERS, CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY
+from .rundir import WEIGHTS
 from .rundir import RunDir, read_config, read_metrics, run_status
 from .summary import format_summary
 
@@ -127,12 +129,14 @@ class Experiment:
                 f"({str(exc).splitlines()[0][:160]}); use a smaller --width or another --backbone."
             ) from None
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
+        self.class_names, self.image_shape = list(dataset.class_names), dataset.image_shape
         self.shapes = {name: tuple(p.shape) for name, p in prunable_parameters(self.model)}
         classifier = output_weight(self.model, dataset.num_classes)
         self.compute = ComputeLedger(weight_uses(self.model, dataset.image_shape), self.shapes, classifier, self.heads)
         self.updates_per_task = check_updates(cfg, [len(t.train_y) for t in self.tasks], self.echo)
         self.capacity: list[dict] = []
         self._noted_full = False
+        self.agnostic: dict | None = None
         self.next_task = 0
         self.trainer_state: dict | None = None
 
@@ -190,7 +194,10 @@ class Experiment:
         """config.json: the flat settings (the thread count as used) and, under ``resolved``, derived facts."""
         return {**self.cfg.flat(), "threads": self.threads,
                 RESOLVED: {"density": self.cfg.density, "device": str(self.device), "classes_per_task": self.per_task,
-                           "task_classes": [t.classes for t in self.tasks]}}
+                           "task_classes": [t.classes for t in self.tasks], "class_names": self.class_names,
+                           "image_shape": list(self.image_shape), "mean": list(self.augment.mean),
+                           "std": list(self.augment.std), "num_classes": len(self.class_names),
+                           "classifier": self.compute.head_layer}}
 
     def execute(self, run: RunDir, *, resume: bool = False) -> RunResult:
         run.lock()
@@ -215,6 +222,10 @@ class Experiment:
             bar = _progress_factory(self.cfg.run.progress)
             for i in range(self.next_task, len(self.train_data)):
                 self._learn_task(i, run, bar)
+            if self.cfg.run.agnostic and self.agnostic is None:
+                self.agnostic = agnostic_accuracy(self.model, self.learner.apply_task, self.heads, self.matrix.tests,
+                                                  self.matrix.prepare, self.device, self.cfg.train.precision)
+                run.event({"event": "agnostic", **self.agnostic})
             status = COMPLETED
         except KeyboardInterrupt as exc:
             status, error = "interrupted", ("terminated by SIGTERM" if isinstance(exc, Terminated) else "stopped by Ctrl-C")
@@ -251,6 +262,9 @@ class Experiment:
                 else:  # one dense network
                     weights = {n: p.detach().cpu() for n, p in self.learner.params.items()}
                 run.save_torch(WEIGHTS, weights)
+                buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()}
+                if buffers:  # per-task BatchNorm statistics (--bn task)
+                    run.save_torch(BUFFERS, buffers)
                 run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path))
             run.event({"event": "run_end", "status": status})
         finally:
@@ -297,11 +311,17 @@ class Experiment:
             self.echo(f"note: task {i} now owns every weight of {len(full)} layer(s) ({', '.join(full[:3])}"
                       f"{', ...' if len(full) > 3 else ''}); later tasks reuse them read-only. Expected when ERK keeps "
                       "small layers dense; per-layer use is in capacity.json.")
-        self._account(i, masks, trainer)
+        growth = self.learner.plan.for_task(i) if isinstance(self.learner, SparseLearner) else None
+        self.compute.record_phase(i, masks, len(trainer.train_y), len(self.tasks), self.cfg, growth,
+                                  self.updates_per_task[i], sequential=self.method["sequential"], shapes=self.shapes)
+        if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights
+            prepare = lambda xb: self.augment(xb, None, train=False)  # noqa: E731
+            reestimate_statistics(self.model, i, (prepare(trainer.train_x[s:s + 128])
+                                                  for s in range(0, len(trainer.train_x) - 1, 128)))
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
             self.capacity.append({"task": i, "layers": [row.as_dict() for row in report],
-                                  "inference": self.compute.per_task[-1] | self._dense_figures()})
+                                  "inference": self.compute.per_task[-1] | self.compute.dense_figures()})
             run.write_json(CAPACITY, self.capacity)
         self.matrix.after_task(i) if self.method["sequential"] else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
@@ -319,23 +339,13 @@ class Experiment:
         else:
             self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
 
-    def _account(self, i: int, masks: dict, trainer: TaskTrainer) -> None:
-        """FLOPs of phase ``i``'s training and of each task's inference (``dstcl.run.compute``)."""
-        sequential = self.method["sequential"]
-        examples, steps = examples_per_task(len(trainer.train_y), self.cfg.train.batch_size, self.cfg.train.epochs)
-        counts = self.compute.active_counts(i if sequential else 0, masks or None, self.shapes)
-        growth = self.learner.plan.for_task(i) if isinstance(self.learner, SparseLearner) else None
-        self.compute.add_training(counts, examples=examples, steps=steps, batch_size=self.cfg.train.batch_size,
-                                  growth=growth, updates=self.updates_per_task[i])
-        for task in ([i] if sequential else range(len(self.tasks))):
-            self.compute.add_inference(task, self.compute.active_counts(task, masks or None, self.shapes))
-
-    def _dense_figures(self) -> dict:
-        return {"dense_params": self.compute.dense_params, "dense_flops": self.compute.dense_flops}
-
     def _metrics(self, status: str, error: str | None) -> dict:
         out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task,
                "compute": self.compute.summary()}
+        if self.agnostic is not None:
+            out["task_inference_accuracy"] = self.agnostic["task_inference"][DEFAULT_CRITERION]
+            out["class_incremental_accuracy"] = self.agnostic["class_incremental"][DEFAULT_CRITERION]
+            out["agnostic"] = {**self.agnostic, "criterion": DEFAULT_CRITERION}
         if error is not None:
             out["error"] = error
         return out

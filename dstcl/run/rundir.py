@@ -12,6 +12,7 @@ Layout::
         checkpoints/         the newest checkpoints of an unfinished run (dstcl.run.checkpoint)
         state.pt             final sparse state: values, owners, all masks (dstcl.sparse.SparseState)
         weights.pt           final stored values per prunable tensor (name -> tensor; W, not W * mask)
+        buffers.pt           the network's buffers (per-task BatchNorm statistics), when it has any
         summary.md           the human summary printed at the end
         run.lock             held (an OS file lock) while a process runs here
 
@@ -45,12 +46,13 @@ CAPACITY = "capacity.json"
 SUMMARY = "summary.md"
 STATE = "state.pt"
 WEIGHTS = "weights.pt"
+BUFFERS = "buffers.pt"
 LOCK = "run.lock"
 MASKS = "masks"
 CHECKPOINTS = "checkpoints"
 COMPLETED = "completed"
 # Outputs of a run attempt, removed when a folder is reused for a fresh start.
-OUTPUT_FILES = (CONFIG, ENVIRONMENT, EVENTS, METRICS, CAPACITY, STATE, WEIGHTS, SUMMARY)
+OUTPUT_FILES = (CONFIG, ENVIRONMENT, EVENTS, METRICS, CAPACITY, STATE, WEIGHTS, BUFFERS, SUMMARY)
 
 Subscriber = Callable[[dict], None]
 

@@ -54,6 +54,13 @@ def format_summary(m: dict, flat: dict, path: Path) -> str:
                   f"{_mean(flops) / 1e6:,.2f} MFLOPs per example ({100 * _mean(flops) / compute['dense_inference_flops']:.1f} "
                   f"% of the dense network's {compute['dense_inference_flops'] / 1e6:,.2f} MFLOPs, "
                   f"{compute['dense_params']:,} weights). Training: {compute['training_flops'] / 1e9:,.1f} GFLOPs."]
+    if m.get("agnostic"):
+        a = m["agnostic"]
+        lines += ["", f"Without the task label (task chosen by {a['criterion']}, {a['images']} test images of all tasks): "
+                  f"task-inference accuracy {m['task_inference_accuracy']:.2f} %, class-incremental accuracy "
+                  f"{m['class_incremental_accuracy']:.2f} % (other criteria: "
+                  + ", ".join(f"{k} {v:.2f} / {a['class_incremental'][k]:.2f} %" for k, v in a["task_inference"].items()
+                              if k != a["criterion"]) + ")."]
     updates = m.get("topology_updates_per_task")
     if updates:
         lines += ["", f"Topology updates per task: {', '.join(map(str, updates))}"
@@ -69,6 +76,9 @@ def console_table(m: dict) -> str:
     for j in range(T):
         lines.append(f"{j:>4}  {_pct(R[j][j]):>12}  {_pct(R[-1][j]):>10}")
     lines.append(summary_line(m))
+    if m.get("task_inference_accuracy") is not None:
+        lines.append(f"task not given: task-inference {m['task_inference_accuracy']:.2f} %, class-incremental "
+                     f"{m['class_incremental_accuracy']:.2f} %")
     return "\n".join(lines)
 
 
