@@ -243,3 +243,22 @@ def test_two_processes_same_out_dir_get_separate_run_dirs(tmp_path):
     assert len(runs) == 2
     for run in runs:
         assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_auto_growth_resumes_bit_identically_mid_task(data_dir, tmp_path):
+    """--growth auto: the bandit's state is in every checkpoint, so a killed run chooses as an uninterrupted one."""
+    args = [a if a != "momentum" else "auto" for a in ARGS] + ["--data-dir", str(data_dir), "--checkpoint-budget", "1"]
+    straight = dstcl("run", *args, "--run-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    run = tmp_path / "run"
+    killed = dstcl("run", *args, "--run-dir", str(run), env_extra={"DSTCL_KILL_AT": "topology_update:7"})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = dstcl("run", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(run, tmp_path / "straight")
+
+    def choices(folder: Path) -> list:
+        lines = (folder / "events.jsonl").read_text().splitlines()
+        return [(e["task"], e["step"], e["growth"]) for e in map(json.loads, lines) if e["event"] == "topology_update"]
+    assert {c[2] for c in choices(tmp_path / "straight")} >= {"gradient", "momentum", "random", "unfired"}
+    assert sorted(set(choices(run))) == sorted(set(choices(tmp_path / "straight")))

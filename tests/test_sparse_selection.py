@@ -174,3 +174,49 @@ def test_optimizer_with_its_own_weight_decay_is_refused():
     with pytest.raises(ConfigError, match="weight_decay"):
         learner.step(opt)
     assert isinstance(model.classifier, nn.Linear)
+
+
+def test_auto_growth_chooses_deterministically_and_resumes_its_bandit():
+    from dstcl.sparse.auto import AutoGrowth
+
+    def play(bandit, losses):
+        picks = []
+        for window in losses:
+            for value in window:
+                bandit.observe(torch.tensor(value))
+            picks.append(bandit.choose()[0])
+        return picks
+
+    losses = [[1.0, 0.9], [0.8, 0.7], [0.9, 0.95], [0.6, 0.5], [0.55, 0.5], [0.4, 0.35], [0.5, 0.6], [0.3, 0.2]]
+    first = play(AutoGrowth(["random", "unfired", "gradient", "momentum"]), losses)
+    again = play(AutoGrowth(["random", "unfired", "gradient", "momentum"]), losses)
+    assert first == again and first[:4] == ["random", "unfired", "gradient", "momentum"]  # untried arms first
+    half = AutoGrowth(["random", "unfired", "gradient", "momentum"])
+    picks = play(half, losses[:5])
+    restored = AutoGrowth(["random", "unfired", "gradient", "momentum"])
+    restored.load_state_dict(half.state_dict())
+    assert picks + play(restored, losses[5:]) == first
+    # an arm followed by a larger loss decrease is preferred once every arm has been tried
+    bandit = AutoGrowth(["a", "b"], exploration=0.0)
+    play(bandit, [[1.0], [0.5], [0.5]])  # a: 1.0 -> 0.5, b: 0.5 -> 0.5
+    assert bandit.choose()[0] == "a"
+    assert AutoGrowth(["a", "momentum"]).choose(lambda name: name != "a")[0] == "momentum"
+
+
+def test_auto_growth_in_a_learner_logs_each_choice():
+    torch.manual_seed(0)
+    model = TinyNet()
+    learner = SparseLearner(model, SparseConfig(density=0.3, growth="auto", update_frequency=2), num_tasks=2)
+    learner.start_task(0, 20)
+    opt = learner.make_optimizer("adam", lr=0.01)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        x, y = torch.randn(8, 3, 8, 8, generator=gen), torch.randint(0, 2, (8,), generator=gen)
+        loss = nn.functional.cross_entropy(model(x)[:, :2], y)
+        opt.zero_grad()
+        loss.backward()
+        learner.step(opt, loss=loss)
+    assert [r.growth for r in learner.updates][:4] == ["gradient", "momentum", "random", "unfired"]
+    assert learner.updates[0].auto_reward is None and learner.updates[1].auto_reward is not None
+    saved = learner.state_dict()["auto"]
+    assert saved["history"][0]["arm"] == "gradient" and len(saved["history"]) == 6

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from ..errors import DstclError
 from ..run.hashing import config_hash
-from ..run.rundir import CAPACITY, CONFIG, METRICS, mask_shapes
+from ..run.rundir import CAPACITY, CONFIG, EVENTS, METRICS, mask_shapes
 
 
 class ReportError(DstclError):
@@ -46,6 +46,20 @@ class RunRecord:
     def capacity(self) -> list[dict] | None:
         """capacity.json (per task, per layer), or None when the run has none."""
         return _read_json(self.path / CAPACITY)
+
+    def events(self) -> list[dict]:
+        """The run's events.jsonl (unreadable lines skipped)."""
+        try:
+            lines = (self.path / EVENTS).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
 
     def layer_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """Shapes of the prunable layers, read from the first task's mask file (no model is built)."""

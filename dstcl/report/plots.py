@@ -56,6 +56,7 @@ def write_plots(report: Report, out: str | Path) -> list[Path]:
         for run in group.runs:
             written += plot_accuracy_matrix(plt, run, labels[run.path], out / "accuracy_matrix")
             written += plot_capacity(plt, run, labels[run.path], out / "capacity")
+            written += plot_growth_choices(plt, run, labels[run.path], out / "growth_auto")
     for table in report.tables:
         written += plot_task_curves(plt, table, out)
     written += plot_layer_density(plt, report.groups, out)
@@ -70,6 +71,25 @@ def run_labels(report: Report) -> dict[Path, str]:
             parts = [f"{f}={fmt_value(g.get(f))}" for f in fields] + [f"seed={run.seed}"]
             labels[run.path] = " ".join(parts)
     return labels
+
+
+def plot_growth_choices(plt: Any, run: RunRecord, label: str, folder: Path) -> list[Path]:
+    """``--growth auto``: the criterion the bandit chose at each topology update, task boundaries marked."""
+    if "auto" not in str(run.config.get("growth", "")):
+        return []
+    choices = [(e.get("task", 0), e.get("growth")) for e in run.events() if e.get("event") == "topology_update"]
+    if not choices:
+        return []
+    arms = sorted({arm for _, arm in choices})
+    fig, ax = plt.subplots(figsize=(8, 2.2 + 0.25 * len(arms)))
+    ax.scatter(range(len(choices)), [arms.index(arm) for _, arm in choices], s=10)
+    for i in range(1, len(choices)):
+        if choices[i][0] != choices[i - 1][0]:
+            ax.axvline(i - 0.5, color="grey", linewidth=0.5)
+    ax.set_yticks(range(len(arms)), arms)
+    ax.set_xlabel("topology update (grey lines: a new task)")
+    ax.set_title(_wrap(f"growth chosen by --growth auto: {label}"), fontsize=9)
+    return [_save(plt, fig, folder / f"{_slug(label)}.png")]
 
 
 def plot_accuracy_matrix(plt: Any, run: RunRecord, label: str, folder: Path) -> list[Path]:

@@ -53,7 +53,7 @@ class SparseConfig:
         """Whether a growth criterion of the plan declares it needs ``what`` (e.g. "momentum")."""
         plan = parse_growth(self.growth)
         names = plan.describe(num_tasks) if num_tasks is not None else plan.criteria()
-        return self.dynamic and any(GROW.entry(n).meta.get("needs") == what for n in names)
+        return self.dynamic and any(n in GROW and GROW.entry(n).meta.get("needs") == what for n in names)
 
     def as_dict(self) -> dict:
         return asdict(self)

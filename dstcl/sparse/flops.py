@@ -32,6 +32,8 @@ def dense_gradient_steps(criterion: str, steps: int, updates: int) -> int:
     """How many of a task's steps need the dense weight gradient for growth ``criterion``."""
     from .criteria import GROW
 
+    if criterion == "auto":  # any criterion may be chosen, momentum growth's dense estimate included
+        return steps
     needs = GROW.entry(criterion).meta.get("needs") if criterion in GROW else None
     if needs == "momentum":
         return steps

@@ -13,6 +13,7 @@ Examples::
     gradient                    every task uses gradient growth
     random@0-4,gradient         tasks 0-4 random, the rest gradient (the paper's adaptive run)
     random@0-4,gradient@5-9     the same, spelled out for 10 tasks
+    auto                        chosen at every topology update by a bandit (dstcl.sparse.auto)
     unfired@0,momentum@1-       task 0 unfired, tasks 1 onwards momentum
 """
 
@@ -81,8 +82,8 @@ def parse_growth(spec: str) -> GrowthPlan:
                 "e.g. 'random@0-4,gradient'."
             )
         name, first, dash, last = match.groups()
-        if name not in GROW:
-            raise ConfigError(GROW.unknown(name))
+        if name not in GROW and name != "auto":
+            raise ConfigError(GROW.unknown(name).replace("; valid:", "; valid: auto,"))
         if first is None:
             if default is not None:
                 raise ConfigError(f"growth schedule {spec!r} has two defaults ({default!r}, {name!r}); give ranges with '@'.")

@@ -31,14 +31,15 @@ from torch import nn
 from ..errors import ConfigError, DstclError
 from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
 from .config import SparseConfig
-from .criteria import DROP, LayerView, grow_scores
+from .auto import AUTO, AutoGrowth
+from .criteria import DROP, GROW, grow_scores
 from .density import layer_counts
 from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum, reset_optimizer_state
 from .params import check_heads, check_unmasked, prunable_parameters
 from .schedules import UpdateEvery, make_drop_schedule
 from .selection import select_topology
 from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
-from .task import TaskLayer, UpdateReport, kaiming_draw
+from .task import TaskLayer, UpdateReport, kaiming_draw, layer_view
 
 
 class SparseLearner:
@@ -87,6 +88,7 @@ class SparseLearner:
         self._layers: list[TaskLayer] = []
         self._weight_decay, self._checked_optimizer = 0.0, None
         self.updates: list[UpdateReport] = []
+        self.auto = AutoGrowth([n for n in GROW.names()]) if AUTO in self.plan.criteria() else None
 
     # --- task life cycle --------------------------------------------------------------------------
 
@@ -149,12 +151,16 @@ class SparseLearner:
             check_no_weight_decay(optimizer)
             self._checked_optimizer = id(optimizer)
 
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> UpdateReport | None:
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+             loss: torch.Tensor | None = None) -> UpdateReport | None:
         """One optimizer step with isolation, then a topology update when one is due.
 
         With an fp16 gradient ``scaler`` the gradients are unscaled first (isolation and gradient
         growth see true gradients) and the scaler steps (skipping steps with inf/NaN gradients).
+        ``loss`` (the step's training loss) is what ``--growth auto`` learns from.
         """
+        if loss is not None and self.growth_name == AUTO:
+            self.auto.observe(loss)
         if self.task is None:
             raise DstclError("no task in progress: call start_task() before training.")
         self._check_optimizer(optimizer)
@@ -193,14 +199,19 @@ class SparseLearner:
         """
         if self.task is None:
             raise DstclError("no task in progress: call start_task() first.")
-        report = UpdateReport(self.steps, float(drop_fraction), self.growth_name)
+        criterion, reward = self.growth_name, None
+        if criterion == AUTO:  # the bandit credits the last choice and picks this update's criterion
+            criterion, reward = self.auto.choose(lambda name: GROW.entry(name).meta.get("needs") != "momentum"
+                                                 or optimizer is None or optimizer_momentum(
+                                                     optimizer, self._layers[0].param) is not None)
+        report = UpdateReport(self.steps, float(drop_fraction), criterion, auto_reward=reward)
         for layer in self._layers:
             n, k = layer.state.numel, layer.count
             n_drop = min(math.ceil(drop_fraction * k), k)
             if k >= n or n_drop <= 0:
                 continue
-            view = self._view(layer, optimizer)
-            chosen = select_topology(layer.mask, self._drop(view), grow_scores(self.growth_name, view), n_drop,
+            view = layer_view(layer, optimizer, self.generator, int(self.task))
+            chosen = select_topology(layer.mask, self._drop(view), grow_scores(criterion, view), n_drop,
                                      generator=self.generator)
             new_mask = chosen.mask
             if int(new_mask.sum()) != k:  # an invariant, checked even under python -O
@@ -222,28 +233,12 @@ class SparseLearner:
         self.updates.append(report)
         return report
 
-    def _view(self, layer: TaskLayer, optimizer: torch.optim.Optimizer | None) -> LayerView:
-        param = layer.param
-        grad = param.grad
-        if grad is not None and layer.has_frozen:
-            grad = grad.masked_fill(layer.frozen, 0.0)
-        return LayerView(
-            name=layer.state.name,
-            weight=param.detach(),
-            values=layer.state.values,
-            active=layer.mask,
-            frozen=layer.frozen,
-            fired=layer.fired,
-            grad=grad,
-            generator=self.generator,
-            task=int(self.task),  # type: ignore[arg-type]
-            momentum_fn=(lambda: optimizer_momentum(optimizer, param)) if optimizer is not None else (lambda: None),
-        )
-
     def end_task(self) -> list[LayerCapacity]:
         """Store the task's mask, make its free weights owned, and report capacity per layer."""
         if self.task is None:
             raise DstclError("no task in progress.")
+        if self.auto is not None and self.growth_name == AUTO:
+            self.auto.end_task()
         report = []
         with torch.no_grad():
             for layer in self._layers:
@@ -302,6 +297,7 @@ class SparseLearner:
             "in_task": in_task,
             "generator": self.generator.get_state(),
             "weight_decay": self._weight_decay,
+            "auto": self.auto.state_dict() if self.auto is not None else None,
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -309,6 +305,8 @@ class SparseLearner:
         self.state.load_payload(saved["state"])
         self.generator.set_state(saved["generator"])
         self._weight_decay = float(saved.get("weight_decay", 0.0))
+        if self.auto is not None and saved.get("auto") is not None:
+            self.auto.load_state_dict(saved["auto"])
         self.task, self._layers = None, []
         in_task = saved.get("in_task")
         if in_task is None:

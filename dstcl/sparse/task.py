@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .criteria import LayerView
+from .optim import optimizer_momentum
 from .state import LayerState
 
 
@@ -35,6 +37,7 @@ class UpdateReport:
     dropped: dict[str, int] = field(default_factory=dict)
     regrown: dict[str, int] = field(default_factory=dict)  # dropped and grown again in the same update
     grown_reused: dict[str, int] = field(default_factory=dict)  # grown positions owned by earlier tasks
+    auto_reward: float | None = None  # --growth auto: the reward credited to the previous choice
 
     @property
     def total_dropped(self) -> int:
@@ -46,3 +49,17 @@ def kaiming_draw(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     fresh = torch.empty_like(like)
     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
     return fresh
+
+
+def layer_view(layer: TaskLayer, optimizer: torch.optim.Optimizer | None, generator: torch.Generator,
+               task: int) -> LayerView:
+    """What a criterion may look at for one layer now (the gradient with frozen positions zeroed)."""
+    param = layer.param
+    grad = param.grad
+    if grad is not None and layer.has_frozen:
+        grad = grad.masked_fill(layer.frozen, 0.0)
+    return LayerView(
+        name=layer.state.name, weight=param.detach(), values=layer.state.values, active=layer.mask,
+        frozen=layer.frozen, fired=layer.fired, grad=grad, generator=generator, task=task,
+        momentum_fn=(lambda: optimizer_momentum(optimizer, param)) if optimizer is not None else (lambda: None),
+    )

@@ -38,7 +38,8 @@ class DenseLearner:
         self._weight_decay = float(weight_decay)
         return make_task_optimizer(kind, list(self.params.values()), lr, momentum, weight_decay)
 
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+             loss: torch.Tensor | None = None) -> None:  # noqa: ARG002 - the SparseLearner interface
         check_no_weight_decay(optimizer)
         if scaler is not None:
             scaler.unscale_(optimizer)

@@ -134,7 +134,7 @@ class TaskTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             faults.point("training_step")
-            report = self.learner.step(self.optimizer, self.scaler)
+            report = self.learner.step(self.optimizer, self.scaler, loss=loss)
             detached = loss.detach()
             # remember the first non-finite step without a device sync per step
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
@@ -145,7 +145,8 @@ class TaskTrainer:
                 faults.point("topology_update")
                 self.log({"event": "topology_update", "task": self.task, "step": report.step,
                           "drop_fraction": report.drop_fraction, "growth": report.growth,
-                          "dropped": report.total_dropped, "grown_reused": sum(report.grown_reused.values())})
+                          "dropped": report.total_dropped, "grown_reused": sum(report.grown_reused.values()),
+                          **({"auto_reward": report.auto_reward} if report.auto_reward is not None else {})})
             if on_step is not None:
                 on_step()
         bad = int(first_bad)
