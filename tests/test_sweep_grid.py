@@ -400,7 +400,7 @@ def test_every_config_field_is_classified_for_the_run_hash():
                      "free_init", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                      "precision", "seed"}
     assert NON_RESULT_FIELDS == {"data_dir", "download", "device", "threads", "out", "progress", "checkpoint_budget",
-                                 "eval"}
+                                 "eval", "agnostic"}
     assert set(FIELD_NAMES) == result_fields | NON_RESULT_FIELDS
     # a backbone's and a data set's options are result settings unless declared otherwise
     assert set(result_settings(resolve({}))) == result_fields | {"width"}

@@ -1,0 +1,49 @@
+"""Structured (channel) sparsity: a task's subnetwork is a set of output channels per layer.
+
+With ``--structure channel`` every hidden Conv/Linear layer's mask is whole output channels (filters,
+rows): channel ``c`` of layer ``l`` is active for a task with all its incoming weights, or not at all.
+Everything else of the algorithm is unchanged and works on these masks: ownership (a task owns the
+free channels it trained; later tasks reuse them read-only), isolation (BWT exactly 0), checkpoints.
+The classifier stays unstructured (its rows are classes; a task keeps its own rows).
+
+* **Budgets**: the layer densities of the init rule (ERK or uniform) at the overall density, times the
+  layer's output channels, rounded (at least one channel): :func:`channel_counts`.
+* **Drop and growth**: the registered criteria score every weight as for unstructured DST; a channel's
+  score is the L2 norm of its weights' scores (:func:`channel_scores`): magnitude drop becomes the
+  channel's L2 norm, gradient growth the norm of the channel's gradient, momentum growth the norm of
+  its momentum, random and unfired growth stay random per channel. The same pure selector
+  (:func:`~dstcl.sparse.selection.select_topology`) then picks whole channels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+
+STRUCTURES = ("unstructured", "channel")
+
+
+def channel_counts(shapes: Mapping[str, Sequence[int]], densities: Mapping[str, float]) -> dict[str, int]:
+    """Active output channels per layer: ``round(density_l * channels_l)``, between 1 and ``channels_l``."""
+    return {name: max(1, min(int(shape[0]), round(densities[name] * int(shape[0])))) for name, shape in shapes.items()}
+
+
+def channel_scores(scores: torch.Tensor) -> torch.Tensor:
+    """One score per output channel: the L2 norm of the channel's weight scores."""
+    return scores.detach().float().reshape(scores.shape[0], -1).norm(dim=1)
+
+
+def channel_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The channels of a channel-structured weight mask (a channel is active when any weight is)."""
+    return mask.reshape(mask.shape[0], -1).any(dim=1)
+
+
+def expand(channels: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A weight mask with whole output channels ``channels`` active."""
+    return channels.view(-1, *([1] * (len(shape) - 1))).expand(*shape).clone()
+
+
+def fan_in(shape: Sequence[int]) -> int:
+    return math.prod(shape[1:])
