@@ -41,7 +41,7 @@ def test_growth_single_and_adaptive():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("magic", "unknown growth criterion 'magic'; valid: gradient, momentum, random, unfired."),
+        ("magic", "unknown growth criterion 'magic'; valid: auto, gradient, momentum, random, unfired."),
         ("random@0-4,gradient@3-5", "overlap"),
         ("random,gradient", "two defaults"),
         ("random@4-2", "empty task range"),

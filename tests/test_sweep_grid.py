@@ -176,7 +176,7 @@ def test_unknown_value_names_line_and_valid_options(tmp_path):
     """)
     assert "line 2: unknown sparse initialisation (density rule) 'unifrom' (did you mean 'uniform'?); valid: erk, " \
            "uniform" in message
-    assert "line 5: unknown growth criterion 'gradinet' (did you mean 'gradient'?); valid: gradient, momentum, " \
+    assert "line 5: unknown growth criterion 'gradinet' (did you mean 'gradient'?); valid: auto, gradient, momentum, " \
            "random, unfired" in message
     assert "Nothing was run" in message
 
@@ -361,7 +361,7 @@ def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
-                 "adaptive-growth": 54, "smoke-digits": 16}
+                 "adaptive-growth": 54, "smoke-digits": 16, "budget": 5}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
