@@ -397,7 +397,7 @@ def test_every_config_field_is_classified_for_the_run_hash():
 
     result_fields = {"dataset", "tasks", "class_order", "num_classes", "backbone", "bn", "init", "erk_power_scale",
                      "growth", "sparsity", "drop", "drop_rate", "final_drop_rate", "drop_schedule", "update_frequency",
-                     "free_init", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
+                     "free_init", "structure", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
                      "precision", "seed"}
     assert NON_RESULT_FIELDS == {"data_dir", "download", "device", "threads", "out", "progress", "checkpoint_budget",
                                  "eval", "agnostic"}

@@ -86,6 +86,8 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
     if dataset not in DATASETS:
         raise ConfigError(DATASETS.unknown(dataset))
     values = {**dataset_defaults(dataset), **values}
+    if values.get("structure") == "channel" and "free_init" not in values:
+        values["free_init"] = "kaiming"  # the structured default (see SparseConfig.validate)
     backbone = values.get("backbone")
     if backbone is None:
         raise ConfigError(f"data set {dataset} names no default backbone; choose one with --backbone.")

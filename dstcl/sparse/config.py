@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import ConfigError
 from ..settings import check_fields, setting
 from .criteria import DROP, GROW
 from .density import DENSITY_RULES, check_density
 from .growth_plan import GrowthPlan, parse_growth
 from .schedules import DROP_SCHEDULES
+from .structure import STRUCTURES
 
 FREE_INITS = ("zero", "kaiming")
 
@@ -36,11 +38,19 @@ class SparseConfig:
     update_frequency: int = setting(100, "optimizer steps between topology updates (0: none, static sparse "
                                     "training)", minimum=0)
     free_init: str = setting("zero", "start of free weights after the first task", choices=FREE_INITS)
+    structure: str = setting("unstructured", "what a task's subnetwork is made of: single weights, or whole output "
+                             "channels (filters) of every hidden layer", choices=STRUCTURES)
 
     def validate(self, num_tasks: int | None = None) -> GrowthPlan:
         """Check every field (the one place these rules live); returns the parsed growth plan."""
         check_density(self.density)
         check_fields(self)
+        if self.structure == "channel" and self.free_init != "kaiming":
+            raise ConfigError(
+                "structure 'channel' needs free_init 'kaiming': a whole channel starting at zero has no magnitude, so "
+                "magnitude drop removes it before it can compete with reused channels (measured on digits: 62 % vs "
+                "85 % ACC). Use --free-init kaiming (the default with --structure channel)."
+            )
         plan = parse_growth(self.growth)
         return plan.validate(num_tasks) if num_tasks is not None else plan
 

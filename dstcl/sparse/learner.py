@@ -33,11 +33,11 @@ from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
 from .config import SparseConfig
 from .auto import AUTO, AutoGrowth
 from .criteria import DROP, GROW, grow_scores
-from .density import layer_counts
+from .density import layer_counts, layer_densities
 from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum, reset_optimizer_state
 from .params import check_heads, check_unmasked, prunable_parameters
 from .schedules import UpdateEvery, make_drop_schedule
-from .selection import select_topology
+from .structure import channel_counts, fan_in, sample_mask, select_units
 from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
 from .task import TaskLayer, UpdateReport, kaiming_draw, layer_view
 
@@ -80,6 +80,12 @@ class SparseLearner:
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
         shapes = {name: tuple(p.shape) for name, p in named}
         self.counts = layer_counts(shapes, config.density, config.init, power_scale=config.erk_power_scale)
+        self.channels: dict[str, int] = {}  # --structure channel: active output channels of each hidden layer
+        if config.structure == "channel":
+            hidden = {n: s for n, s in shapes.items() if n not in self.heads}
+            densities = layer_densities(shapes, config.density, config.init, power_scale=config.erk_power_scale)
+            self.channels = channel_counts(hidden, densities)
+            self.counts.update({n: c * fan_in(shapes[n]) for n, c in self.channels.items()})
         device = next(iter(self.params.values())).device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
@@ -119,12 +125,10 @@ class SparseLearner:
         with torch.no_grad():
             for name, param in self.params.items():
                 layer = self.state.by_name[name]
-                n, k = layer.numel, self.counts[name]
+                k = self.counts[name]
                 frozen = layer.owner >= 0
-                mask = torch.zeros(n, dtype=torch.bool, device=param.device)
-                if _sample:
-                    mask[torch.randperm(n, generator=self.generator, device=param.device)[:k]] = True
-                mask = mask.view(layer.shape)
+                mask = (sample_mask(layer.shape, k, self.channels.get(name), self.generator, param.device) if _sample
+                        else torch.zeros(layer.shape, dtype=torch.bool, device=param.device))
                 if _sample:
                     start = layer.values
                     if task > 0:
@@ -153,12 +157,8 @@ class SparseLearner:
 
     def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
              loss: torch.Tensor | None = None) -> UpdateReport | None:
-        """One optimizer step with isolation, then a topology update when one is due.
-
-        With an fp16 gradient ``scaler`` the gradients are unscaled first (isolation and gradient
-        growth see true gradients) and the scaler steps (skipping steps with inf/NaN gradients).
-        ``loss`` (the step's training loss) is what ``--growth auto`` learns from.
-        """
+        """One optimizer step with isolation, then a topology update when one is due. An fp16 ``scaler``
+        unscales the gradients first and steps; ``loss`` is what ``--growth auto`` learns from."""
         if loss is not None and self.growth_name == AUTO:
             self.auto.observe(loss)
         if self.task is None:
@@ -206,21 +206,24 @@ class SparseLearner:
                                                      optimizer, self._layers[0].param) is not None)
         report = UpdateReport(self.steps, float(drop_fraction), criterion, auto_reward=reward)
         for layer in self._layers:
-            n, k = layer.state.numel, layer.count
-            n_drop = min(math.ceil(drop_fraction * k), k)
-            if k >= n or n_drop <= 0:
+            if layer.count >= layer.state.numel:
                 continue
             view = layer_view(layer, optimizer, self.generator, int(self.task))
-            chosen = select_topology(layer.mask, self._drop(view), grow_scores(criterion, view), n_drop,
-                                     generator=self.generator)
+            picked = select_units(layer.mask, self._drop(view), grow_scores(criterion, view), drop_fraction,
+                                  layer.state.name in self.channels, self.generator)
+            if picked is None:
+                continue
+            chosen, n_drop = picked
             new_mask = chosen.mask
-            if int(new_mask.sum()) != k:  # an invariant, checked even under python -O
+            if int(new_mask.sum()) != layer.count:  # an invariant, checked even under python -O
                 raise RuntimeError(f"{layer.state.name}: active count changed")
             newly = chosen.grown & ~layer.mask  # regrown positions keep their value and optimizer state
             grown_free = newly & ~layer.frozen
             grown_owned = newly & layer.frozen
             param = layer.param
             param.masked_fill_(~new_mask | grown_free, 0.0)
+            if layer.state.name in self.channels and bool(grown_free.any()):  # a fresh channel needs a magnitude
+                param.copy_(torch.where(grown_free, kaiming_draw(param, self.generator), param))
             param.copy_(torch.where(grown_owned, layer.state.values, param))
             if optimizer is not None:
                 reset_optimizer_state(optimizer, param, grown_free)

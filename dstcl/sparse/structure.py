@@ -47,3 +47,43 @@ def expand(channels: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 def fan_in(shape: Sequence[int]) -> int:
     return math.prod(shape[1:])
+
+
+def sample_mask(shape: Sequence[int], count: int, channels: int | None, generator: torch.Generator,
+                device: torch.device) -> torch.Tensor:
+    """An initial mask: ``count`` weights uniformly at random, or ``channels`` whole output channels."""
+    if channels is None:
+        n = math.prod(shape)
+        mask = torch.zeros(n, dtype=torch.bool, device=device)
+        mask[torch.randperm(n, generator=generator, device=device)[:count]] = True
+        return mask.view(*shape)
+    chosen = torch.zeros(shape[0], dtype=torch.bool, device=device)
+    chosen[torch.randperm(shape[0], generator=generator, device=device)[:channels]] = True
+    return expand(chosen, shape)
+
+
+def select_units(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: torch.Tensor, drop_fraction: float,
+                 channels: bool, generator: torch.Generator):
+    """One layer's topology update over its units (weights, or whole output channels).
+
+    Returns ``(selection over weights, weights dropped)``, or ``None`` when nothing is dropped (a full
+    layer, or a drop fraction that rounds to zero units).
+    """
+    from .selection import Selection, select_topology
+
+    if not channels:
+        k, n = int(mask.sum()), mask.numel()
+        n_drop = min(math.ceil(drop_fraction * k), k)
+        if k >= n or n_drop <= 0:
+            return None
+        return select_topology(mask, drop_scores, grow_scores, n_drop, generator=generator), n_drop
+    active = channel_mask(mask)
+    k, n = int(active.sum()), active.numel()
+    n_drop = min(math.ceil(drop_fraction * k), k)
+    if k >= n or n_drop <= 0:
+        return None
+    chosen = select_topology(active, channel_scores(drop_scores), channel_scores(grow_scores), n_drop,
+                             generator=generator)
+    shape = mask.shape
+    return Selection(expand(chosen.mask, shape), expand(chosen.kept, shape), expand(chosen.grown, shape)), \
+        n_drop * fan_in(shape)
