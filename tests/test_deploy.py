@@ -31,17 +31,19 @@ def trained(tmp_path, name: str, **settings) -> Experiment:
 def run_logits(experiment: Experiment, task: int) -> torch.Tensor:
     """Task ``task``'s head logits as the run's own evaluation computes them (canonical batches of 128)."""
     data = experiment.matrix.tests[task]
-    experiment.learner.apply_task(task)
+    experiment.matrix._load(task)
     from dstcl.models import set_task
 
     set_task(experiment.model, task)
-    experiment.model.eval()
+    network = experiment.matrix._network(task)
+    network.eval()
     with torch.inference_mode():
-        return torch.cat([experiment.model(experiment.matrix.prepare(data.x[a:b]))[:, experiment.heads[task]]
+        return torch.cat([network(experiment.matrix.prepare(data.x[a:b]))[:, experiment.heads[task]]
                           for a, b in eval_batches(len(data), 128)])
 
 
-@pytest.mark.parametrize("settings", [{}, {"bn": "task"}, {"method": "finetune"}], ids=["sparse", "bn-task", "dense"])
+@pytest.mark.parametrize("settings", [{}, {"bn": "task"}, {"method": "finetune"}, {"structure": "channel"}],
+                         ids=["sparse", "bn-task", "dense", "channels"])
 def test_exported_model_gives_bit_identical_logits_for_every_task(tmp_path, settings):
     experiment = trained(tmp_path, "run", **settings)
     sizes = dstcl.deploy.export_run(tmp_path / "run", tmp_path / "model.dstcl")

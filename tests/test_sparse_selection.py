@@ -220,3 +220,81 @@ def test_auto_growth_in_a_learner_logs_each_choice():
     assert learner.updates[0].auto_reward is None and learner.updates[1].auto_reward is not None
     saved = learner.state_dict()["auto"]
     assert saved["history"][0]["arm"] == "gradient" and len(saved["history"]) == 6
+
+
+# --- structured (channel) DST ------------------------------------------------------------------------
+
+HEADS6 = {"classifier.weight": [slice(0, 2), slice(2, 4), slice(4, 6)]}
+
+
+def _channel_learner(growth: str = "gradient") -> tuple[TinyNet, SparseLearner]:
+    torch.manual_seed(0)
+    model = TinyNet()
+    cfg = SparseConfig(density=0.3, init="uniform", growth=growth, update_frequency=3, structure="channel",
+                       free_init="kaiming")
+    return model, SparseLearner(model, cfg, num_tasks=3, heads=HEADS6)
+
+
+@pytest.mark.parametrize("growth", ["random", "unfired", "gradient", "momentum"])
+def test_channel_masks_stay_whole_channels_with_exact_counts(growth):
+    from dstcl.sparse.structure import channel_mask
+
+    model, learner = _channel_learner(growth)
+    assert learner.channels == {"features.0.weight": 2, "features.3.weight": 5}  # round(0.3 x 8), round(0.3 x 16)
+    for task in range(3):
+        learner.start_task(task, 12)
+        opt = learner.make_optimizer("adam", lr=0.01)
+        train_steps(model, learner, opt, task, 12, seed=task)
+        for layer in learner._layers:
+            if layer.state.name in learner.channels:
+                channels = channel_mask(layer.mask)
+                assert int(channels.sum()) == learner.channels[layer.state.name]
+                assert torch.equal(layer.mask, channels.view(-1, 1, 1, 1).expand_as(layer.mask))
+        learner.end_task()
+
+
+def test_channel_dst_keeps_isolation_exact():
+    model, learner = _channel_learner()
+    x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    outputs = {}
+    for task in range(3):
+        learner.start_task(task, 12)
+        train_steps(model, learner, learner.make_optimizer("adam", lr=0.01), task, 12, seed=task)
+        learner.end_task()
+        for j in range(task + 1):
+            learner.apply_task(j)
+            with torch.no_grad():
+                out = model(x)[:, 2 * j:2 * j + 2]
+            if j in outputs:
+                assert torch.equal(out, outputs[j])
+            outputs[j] = out
+    owner = learner.state.by_name["features.3.weight"].owner
+    per_channel = owner.reshape(16, -1)
+    assert all(len(set(row.tolist())) == 1 for row in per_channel)  # a channel is owned whole
+
+
+def test_channel_structure_needs_a_fresh_draw_for_free_channels():
+    with pytest.raises(ConfigError, match="structure 'channel' needs free_init 'kaiming'"):
+        SparseConfig(structure="channel").validate()
+    from dstcl.config import resolve
+
+    assert resolve({"structure": "channel"}).free_init == "kaiming"  # the structured default
+
+
+def test_a_gathered_network_equals_the_masked_one():
+    from dstcl.models import build_model
+    from dstcl.models.gather import GatheredConv2d, gather_channels
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=20, width=16)
+    learner = SparseLearner(model, SparseConfig(density=0.2, init="uniform", structure="channel", free_init="kaiming"),
+                            num_tasks=1, heads={"classifier.weight": [slice(0, 20)]})
+    learner.start_task(0, 10)
+    model.eval()
+    x = torch.randn(8, 3, 32, 32)
+    gathered = gather_channels(model, (3, 32, 32))
+    assert any(isinstance(m, GatheredConv2d) for m in gathered.modules())
+    small = [m for m in gathered.modules() if isinstance(m, GatheredConv2d)]
+    assert all(m.weight.shape[0] < m.out_channels for m in small[1:])  # physically smaller
+    with torch.no_grad():
+        assert torch.allclose(gathered(x), model(x), atol=1e-5)

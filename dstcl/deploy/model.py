@@ -21,6 +21,7 @@ import torch
 from ..data.augment import normalize
 from ..errors import DstclError
 from ..models import build_model, set_task
+from ..models.gather import gather_channels
 from ..sparse.params import prunable_parameters
 from ..sparse.state import unpack_mask
 from ..train.agnostic import TASK_CRITERIA, choose, given_task, supsup_scores
@@ -73,6 +74,8 @@ class DstclModel:
             self.model.load_state_dict({**self.model.state_dict(), **package["buffers"]})
         self.mean, self.std = tuple(package["preprocess"]["mean"]), tuple(package["preprocess"]["std"])
         self._loaded: int | None = None
+        self.structured = package["config"].get("structure") == "channel"  # runs as a smaller network per task
+        self._gathered: tuple[int, torch.nn.Module] | None = None
 
     @property
     def tasks(self) -> int:
@@ -109,12 +112,17 @@ class DstclModel:
     def logits(self, images: torch.Tensor, task: int, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
         """Task ``task``'s logits (its head only), in batches of ``batch_size`` as the run evaluated."""
         self.load_task(task)
+        network = self.model
+        if self.structured:  # the task's channels only, as the run evaluated it
+            if self._gathered is None or self._gathered[0] != task:
+                self._gathered = (task, gather_channels(self.model, tuple(self.package["preprocess"]["image_shape"])))
+            network = self._gathered[1]
         x = self.prepare(images)
         device = torch.device("cpu")
         parts = []
         for start, stop in eval_batches(len(x), batch_size):
             with autocast(self.precision, device):
-                parts.append(self.model(x[start:stop])[:, self.heads[task]].float())
+                parts.append(network(x[start:stop])[:, self.heads[task]].float())
         return torch.cat(parts) if parts else torch.zeros(0, self.heads[task].stop - self.heads[task].start)
 
     def predict(self, images: torch.Tensor, task: int | None = None, criterion: str = "entropy") -> Prediction:

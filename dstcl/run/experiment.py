@@ -208,7 +208,8 @@ class Experiment:
         self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
                                      lambda xb: self.augment(xb, None, train=False), self.device,
                                      mode=self.cfg.run.eval, precision=self.cfg.train.precision,
-                                     isolated=self.method["sparse"])
+                                     isolated=self.method["sparse"],
+                                     gather=self.image_shape if self.cfg.sparse.structure == "channel" else None)
         if resume:
             self._resume_from_checkpoint(run)
         else:

@@ -32,6 +32,7 @@ from torch import nn
 from .. import faults, metrics
 from ..errors import DstclError
 from ..models import set_task, task_norm_state
+from ..models.gather import gather_channels
 from ..sparse import SparseLearner
 from ..train.evaluate import EVAL_BATCH_SIZE, EvalSet, accuracy
 
@@ -45,10 +46,12 @@ class AccuracyMatrix:
 
     def __init__(self, model: nn.Module, learner: SparseLearner, heads: Sequence[slice], tests: Sequence[EvalSet],
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, *, mode: str = "needed",
-                 precision: str = "fp32", isolated: bool = True):
+                 precision: str = "fp32", isolated: bool = True, gather: tuple[int, ...] | None = None):
         self.model, self.learner, self.heads, self.tests = model, learner, list(heads), list(tests)
         self.prepare, self.device, self.mode, self.precision = prepare, device, mode, precision
         self.isolated = isolated  # False (dense fine-tuning): nothing to prove, every lower entry is measured
+        self.gather = gather  # channel-structured runs: the input shape; each subnetwork runs physically smaller
+        self._gathered: tuple[int, nn.Module] | None = None
         T = len(self.heads)
         self.R: list[list[float | None]] = [[None] * T for _ in range(T)]
         self.baseline: list[float] | None = None
@@ -61,16 +64,28 @@ class AccuracyMatrix:
     def tasks(self) -> int:
         return len(self.heads)
 
-    def measure(self, weights_of: int, data_of: int, head: int) -> float:
+    def measure(self, weights_of: int, data_of: int, head: int, network: nn.Module | None = None) -> float:
         """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits."""
         set_task(self.model, weights_of)
         self.measured += 1
-        return accuracy(self.model, self.tests[data_of], self.heads[head], self.prepare,
+        return accuracy(network or self._network(weights_of), self.tests[data_of], self.heads[head], self.prepare,
                         batch_size=EVAL_BATCH_SIZE, device=self.device, precision=self.precision)
 
+    def _load(self, task: int) -> None:
+        self.learner.apply_task(task)
+        self._gathered = None
+
+    def _network(self, task: int) -> nn.Module:
+        """The network evaluating task ``task``'s subnetwork: gathered channels for channel-structured runs."""
+        if self.gather is None:
+            return self.model
+        if self._gathered is None or self._gathered[0] != task:
+            self._gathered = (task, gather_channels(self.model, self.gather))
+        return self._gathered[1]
+
     def measure_baseline(self) -> list[float]:
-        """The untrained network (the weights in the model now) on every task."""
-        self.baseline = [self.measure(j, j, j) for j in range(self.tasks)]
+        """The untrained network (the weights in the model now, dense) on every task."""
+        self.baseline = [self.measure(j, j, j, network=self.model) for j in range(self.tasks)]
         return self.baseline
 
     def digest(self, task: int) -> str:
@@ -89,12 +104,12 @@ class AccuracyMatrix:
         last = i == self.tasks - 1
         for j in range(i + 1):
             if j == i or last or self.mode == "full" or not self.isolated:
-                self.learner.apply_task(j)
+                self._load(j)
                 self.R[i][j] = self.measure(j, j, j)
             else:
                 self.R[i][j] = self.R[j][j]  # proven: task j's subnetwork is bit-identical (checked above)
                 self.proven += 1
-        self.learner.apply_task(i)
+        self._load(i)
         for j in range(i + 1, self.tasks if self.mode == "full" else min(i + 2, self.tasks)):
             self.R[i][j] = self.measure(i, j, i)
         self.learned = i + 1

@@ -1,0 +1,108 @@
+"""A channel-sparse network as a physically smaller one: each Conv/Linear computes only live channels.
+
+With channel-structured masks (``--structure channel``) a task's subnetwork has whole output channels
+at zero, and the channels they feed are zero too. :func:`gather_channels` returns a copy of the model
+in which every Conv2d / Linear layer computes only its active output channels from its live input
+channels (a dense, smaller convolution on gathered weights) and scatters the result back into the full
+channel layout, so BatchNorm, residual additions and pooling work unchanged. Its outputs equal the
+masked network's up to floating-point summation order (the skipped terms are exact zeros).
+
+Which input channels are live is found structurally: one probe forward pass on random inputs with
+every ReLU made transparent, so a channel is zero in the probe only when no active weight can ever
+make it non-zero (BatchNorm maps a zero channel to zero, a residual sum is zero only where both
+branches are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GatheredConv2d(nn.Module):
+    """A Conv2d computing only ``out_index`` channels from ``in_index`` channels; scattered back to full size."""
+
+    def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor, out_index: torch.Tensor):
+        super().__init__()
+        self.out_channels = conv.out_channels
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.register_buffer("in_index", in_index)
+        self.register_buffer("out_index", out_index)
+        self.register_buffer("weight", conv.weight.detach()[out_index][:, in_index].contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x.index_select(1, self.in_index), self.weight, None, self.stride, self.padding, self.dilation)
+        out = y.new_zeros((y.shape[0], self.out_channels, *y.shape[2:]))
+        return out.index_copy_(1, self.out_index, y)
+
+
+class GatheredLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, in_index: torch.Tensor, out_index: torch.Tensor):
+        super().__init__()
+        self.out_features = linear.out_features
+        self.register_buffer("in_index", in_index)
+        self.register_buffer("out_index", out_index)
+        self.register_buffer("weight", linear.weight.detach()[out_index][:, in_index].contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x.index_select(-1, self.in_index), self.weight)
+        out = y.new_zeros((*y.shape[:-1], self.out_features))
+        return out.index_copy_(-1, self.out_index, y)
+
+
+@contextlib.contextmanager
+def _transparent_relu():
+    original = F.relu
+    F.relu = lambda x, inplace=False: x  # noqa: E731  (the probe only: a linear signal path)
+    try:
+        yield
+    finally:
+        F.relu = original
+
+
+@torch.no_grad()
+def live_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Per Conv2d/Linear module name: a boolean mask of its input channels (features) that can be non-zero."""
+    found: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            def record(mod, inputs, name=name):
+                x = inputs[0]
+                dims = [d for d in range(x.dim()) if d != (1 if isinstance(mod, nn.Conv2d) else x.dim() - 1)]
+                found[name] = x.abs().amax(dim=dims) > 0
+            hooks.append(module.register_forward_pre_hook(record))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    probe = torch.randn((8, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    try:
+        with _transparent_relu():
+            model(probe)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return found
+
+
+def gather_channels(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
+    """A copy of ``model`` (with its current weights) computing only live channels (see the module doc)."""
+    gathered = copy.deepcopy(model)
+    live = live_inputs(gathered, input_shape)
+    for name, module in list(gathered.named_modules()):
+        if isinstance(module, nn.Conv2d) and module.groups == 1 and module.bias is None:
+            out_active = module.weight.detach().reshape(module.out_channels, -1).ne(0).any(dim=1)
+            replacement = GatheredConv2d(module, live[name].nonzero().flatten(), out_active.nonzero().flatten())
+        elif isinstance(module, nn.Linear) and module.bias is None:
+            out_active = module.weight.detach().ne(0).any(dim=1)
+            replacement = GatheredLinear(module, live[name].nonzero().flatten(), out_active.nonzero().flatten())
+        else:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(gathered.get_submodule(parent) if parent else gathered, child, replacement)
+    return gathered.eval()
