@@ -24,6 +24,7 @@ Every test set is walked in its canonical class-mixed order (:class:`~dstcl.trai
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Callable, Sequence
 
 import torch
@@ -59,6 +60,7 @@ class AccuracyMatrix:
         self.measured = 0
         self.proven = 0
         self.learned = 0  # tasks whose rows are filled
+        self.inference_seconds: dict[int, float] = {}  # per task: seconds per test image, its latest measurement
 
     @property
     def tasks(self) -> int:
@@ -68,8 +70,13 @@ class AccuracyMatrix:
         """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits."""
         set_task(self.model, weights_of)
         self.measured += 1
-        return accuracy(network or self._network(weights_of), self.tests[data_of], self.heads[head], self.prepare,
-                        batch_size=EVAL_BATCH_SIZE, device=self.device, precision=self.precision)
+        network = network or self._network(weights_of)
+        started = time.perf_counter()
+        value = accuracy(network, self.tests[data_of], self.heads[head], self.prepare, batch_size=EVAL_BATCH_SIZE,
+                         device=self.device, precision=self.precision)
+        if weights_of == data_of:  # a task through its own subnetwork: what inference on it costs here
+            self.inference_seconds[data_of] = (time.perf_counter() - started) / max(len(self.tests[data_of]), 1)
+        return value
 
     def _load(self, task: int) -> None:
         self.learner.apply_task(task)
@@ -137,8 +144,10 @@ class AccuracyMatrix:
     def summary(self) -> dict:
         """The metrics of the rows filled so far (``acc`` etc. over the completed tasks)."""
         done = self.completed
+        timing = [1000 * self.inference_seconds[j] for j in sorted(self.inference_seconds)]
         out: dict = {"tasks_completed": done, "accuracy_matrix": self.R, "baseline_accuracy": self.baseline,
-                     "evaluation": {"mode": self.mode, "measured": self.measured, "proven": self.proven}}
+                     "evaluation": {"mode": self.mode, "measured": self.measured, "proven": self.proven,
+                                    "ms_per_image": timing}}
         if done:
             partial = [row[:done] for row in self.R[:done]]
             out.update(metrics.summarize(partial, self.baseline[:done] if self.baseline else None))
