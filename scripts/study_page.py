@@ -181,9 +181,9 @@ def budget_section(folder: Path) -> list[str]:
 
 
 def _wall(path: Path) -> float:
-    import json
+    from dstcl.run.rundir import read_events
 
-    events = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines() if line.strip()]
+    events = read_events(path)
     return events[-1]["time"] - events[0]["time"] if events else float("nan")
 
 

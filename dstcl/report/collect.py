@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from ..errors import DstclError
 from ..run.hashing import config_hash
-from ..run.rundir import CAPACITY, CONFIG, EVENTS, METRICS, mask_shapes
+from ..run.rundir import CAPACITY, CONFIG, METRICS, mask_shapes, read_events
 
 
 class ReportError(DstclError):
@@ -49,17 +49,7 @@ class RunRecord:
 
     def events(self) -> list[dict]:
         """The run's events.jsonl (unreadable lines skipped)."""
-        try:
-            lines = (self.path / EVENTS).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return read_events(self.path)
 
     def layer_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """Shapes of the prunable layers, read from the first task's mask file (no model is built)."""

@@ -69,26 +69,39 @@ def run_status(path: str | Path) -> str | None:
 
 def read_config(path: str | Path) -> dict:
     """The run's ``config.json`` as a dict, or a DstclError saying why it cannot be used."""
-    file = Path(path) / CONFIG
-    try:
-        saved = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DstclError(f"cannot read {file}: {exc}.") from None
-    if not isinstance(saved, dict):
-        raise DstclError(f"{file} does not hold a run configuration (a JSON object); it was changed by hand or "
-                         "is not a dstcl run directory.")
-    return saved
+    return _json_object(Path(path) / CONFIG, "a run configuration (a JSON object); it was changed by hand or is "
+                        "not a dstcl run directory")
 
 
 def read_metrics(path: str | Path) -> dict:
     """The run's ``metrics.json``, or a DstclError saying why it cannot be read."""
-    file = Path(path) / METRICS
+    return _json_object(Path(path) / METRICS, "run metrics (a JSON object)")
+
+
+def read_events(path: str | Path) -> list[dict]:
+    """The run's ``events.jsonl``, oldest first ([] when there is none; an unreadable line is skipped)."""
+    try:
+        lines = (Path(path) / EVENTS).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _json_object(file: Path, what: str) -> dict:
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DstclError(f"cannot read {file}: {exc}.") from None
     if not isinstance(value, dict):
-        raise DstclError(f"{file} does not hold run metrics (a JSON object).")
+        raise DstclError(f"{file} does not hold {what}.")
     return value
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DstclError
-from .rundir import CAPACITY, CONFIG, EVENTS, METRICS
+from .rundir import CAPACITY, CONFIG, METRICS, read_events
 
 FINAL_METRICS = ("acc", "bwt", "fwt", "fwt_reference")
 
@@ -166,19 +166,7 @@ class TensorBoardLogger:
         return []
 
     def _past_events(self) -> list[dict]:
-        if self.run_dir is None:
-            return []
-        try:
-            lines = (self.run_dir / EVENTS).read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        events = []
-        for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return events
+        return read_events(self.run_dir) if self.run_dir is not None else []
 
     def _read(self, name: str) -> Any:
         if self.run_dir is None:
