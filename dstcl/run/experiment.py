@@ -1,11 +1,10 @@
-"""One run end to end: data, tasks, backbone, sparse learner, training, evaluation, outputs.
+"""One run end to end: data, tasks, backbone, learner, training, evaluation, outputs.
 
 Metrics are rewritten after every task, so a run that stops early keeps everything it finished.
-Checkpoints: after every epoch (within a time budget) and after every task, a checkpoint holds the
-weights, the learner (owners, masks, the task in progress, its RNG), the optimizer and scheduler, all
-RNG states and the results so far. A run continues from the newest readable one (``--resume``, or
-the same command again in the same ``--run-dir``); on the CPU the result is bit-identical to an
-uninterrupted run with the same seed and thread count.
+Checkpoints (after every epoch within a time budget, and after every task) hold the weights, the
+learner, optimizer, scheduler, every RNG state and the results so far; a run continues from the newest
+readable one (``--resume``, or the same command in the same ``--run-dir``), bit-identically on the CPU
+at the same seed and thread count.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
-from ..train.evaluate import EvalSet
+from ..train.evaluate import EvalSet, eval_batches
 from ..train.trainer import TaskTrainer
 from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
 from .checkpoint import CheckpointWarning, Checkpointer
@@ -315,10 +314,10 @@ class Experiment:
         growth = self.learner.plan.for_task(i) if isinstance(self.learner, SparseLearner) else None
         self.compute.record_phase(i, masks, len(trainer.train_y), len(self.tasks), self.cfg, growth,
                                   self.updates_per_task[i], sequential=self.method["sequential"], shapes=self.shapes)
-        if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights
+        if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights,
+            images = EvalSet(trainer.train_x, trainer.train_y).x  # from class-mixed batches (never stored order)
             prepare = lambda xb: self.augment(xb, None, train=False)  # noqa: E731
-            reestimate_statistics(self.model, i, (prepare(trainer.train_x[s:s + 128])
-                                                  for s in range(0, len(trainer.train_x) - 1, 128)))
+            reestimate_statistics(self.model, i, (prepare(images[a:b]) for a, b in eval_batches(len(images), 128)))
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
             self.capacity.append({"task": i, "layers": [row.as_dict() for row in report],
