@@ -15,7 +15,9 @@ from dstcl.sparse.flops import dense_gradient_steps, forward_flops, training_flo
 def test_weight_uses_and_dense_flops_match_a_hand_count_on_the_small_cnn():
     w, classes = 32, 10
     model = build_model("cnn", num_classes=classes, in_channels=1, image_size=8, width=w)
-    uses = weight_uses(model, (1, 8, 8))
+    from dstcl.sparse import prunable_parameters
+
+    uses = weight_uses(model, (1, 8, 8), [name for name, _ in prunable_parameters(model)])
     # 8x8 input, 3x3 convs with padding 1, a 2x2 max-pool after the first two: 64, 16 and 4 positions
     assert uses == {"features.0.weight": 64, "features.4.weight": 16, "features.8.weight": 4, "classifier.weight": 1}
     sizes = {"features.0.weight": 9 * w, "features.4.weight": 9 * w * 2 * w, "features.8.weight": 9 * 2 * w * 4 * w,

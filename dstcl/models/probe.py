@@ -8,21 +8,22 @@ output sizes with hooks; nothing is trained.
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import torch
 from torch import nn
 
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
 
 @torch.no_grad()
-def weight_uses(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """``{weight name: multiply-accumulates per weight per example}`` for every Conv and Linear weight."""
+def weight_uses(model: nn.Module, input_shape: tuple[int, ...], weights: Iterable[str]) -> dict[str, int]:
+    """``{weight name: multiply-accumulates per weight per example}`` for each of ``weights`` (the names of
+    Conv/Linear weights, as ``dstcl.sparse.prunable_parameters`` lists them: the one definition of them)."""
+    wanted = set(weights)
     uses: dict[str, int] = {}
     hooks = []
     for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE):
-            key = f"{name}.weight" if name else "weight"
+        key = f"{name}.weight" if name else "weight"
+        if key in wanted:
 
             def record(mod, inputs, output, key=key):
                 if isinstance(mod, nn.Linear):

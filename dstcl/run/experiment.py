@@ -130,8 +130,8 @@ class Experiment:
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
         self.class_names, self.image_shape = list(dataset.class_names), dataset.image_shape
         self.shapes = {name: tuple(p.shape) for name, p in prunable_parameters(self.model)}
-        classifier = output_weight(self.model, dataset.num_classes)
-        self.compute = ComputeLedger(weight_uses(self.model, dataset.image_shape), self.shapes, classifier, self.heads)
+        self.compute = ComputeLedger(weight_uses(self.model, dataset.image_shape, self.shapes), self.shapes,
+                                     output_weight(self.model, dataset.num_classes), self.heads)
         self.updates_per_task = check_updates(cfg, [len(t.train_y) for t in self.tasks], self.echo)
         self.capacity: list[dict] = []
         self._noted_full = False
