@@ -259,7 +259,7 @@ class SparseLearner:
                 if claims is not None:
                     taken &= claims
                 state.owner[taken] = self.task
-                state.masks.append(layer.mask.clone())
+                state.masks.append(layer.mask)
         full = newly_full(report)
         last = self.num_tasks is not None and self.task == self.num_tasks - 1
         if full and not last:  # after the last task a full layer limits nothing

@@ -1,8 +1,9 @@
 """The continual-learning state of every prunable tensor: values, owners and per-task masks.
 
 ``values`` is the single source of truth of a weight's value once a task has ended; ``owner`` says
-which task trained each weight (-1: free); ``masks[t]`` is task t's subnetwork. On disk the masks are
-packed to bits (``numpy.packbits``), so 20 masks of ResNet-18 take 28 MB instead of 224 MB.
+which task trained each weight (-1: free); ``masks[t]`` is task t's subnetwork. The masks are kept as
+packed bits (``numpy.packbits``) in memory and on disk, so 20 masks of ResNet-18 take 28 MB instead of
+224 MB; ``masks[t]`` unpacks one on demand (:class:`PackedMasks`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,34 @@ from ..files import atomic_torch_save
 FORMAT = "dstcl-sparse-state/1"
 
 
+class PackedMasks:
+    """A list of boolean masks of one shape stored as packed bits; indexing and iteration unpack them."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device | str = "cpu", masks: Iterable = ()):
+        self.shape, self.device = tuple(shape), torch.device(device)
+        self._bits: list[np.ndarray] = []
+        for mask in masks:
+            self.append(mask)
+
+    def append(self, mask: torch.Tensor) -> None:
+        self._bits.append(pack_mask(mask))
+
+    def append_bits(self, bits: np.ndarray) -> None:
+        self._bits.append(np.asarray(bits, dtype=np.uint8).copy())
+
+    def bits(self, index: int) -> np.ndarray:
+        return self._bits[index]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return unpack_mask(self._bits[index], self.shape).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self._bits)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass
 class LayerState:
     """State of one prunable tensor."""
@@ -29,7 +58,13 @@ class LayerState:
     name: str
     values: torch.Tensor
     owner: torch.Tensor  # int16, -1 = free
-    masks: list[torch.Tensor] = field(default_factory=list)  # bool, one per learned task
+    masks: PackedMasks = field(default=None)  # type: ignore[assignment]  # one per learned task
+
+    def __post_init__(self) -> None:
+        if self.masks is None:
+            self.masks = PackedMasks(self.values.shape, self.values.device)
+        elif not isinstance(self.masks, PackedMasks):
+            self.masks = PackedMasks(self.values.shape, self.values.device, self.masks)
 
     @classmethod
     def fresh(cls, name: str, values: torch.Tensor) -> "LayerState":
@@ -65,7 +100,8 @@ class SparseState:
         """
         payload: dict = {"format": FORMAT, "num_tasks": self.num_tasks, "compact": compact, "layers": []}
         for layer in self.layers:
-            entry = {"name": layer.name, "shape": list(layer.shape), "masks": [pack_mask(m) for m in layer.masks]}
+            entry = {"name": layer.name, "shape": list(layer.shape),
+                     "masks": [layer.masks.bits(t).copy() for t in range(len(layer.masks))]}
             if compact:
                 entry["owned_values"] = layer.values[layer.owner >= 0].detach().cpu().numpy().copy()
                 if not torch.equal(owner_from_masks(layer.masks, layer.owner), layer.owner):
@@ -106,7 +142,9 @@ class SparseState:
             )
         for layer, entry in zip(self.layers, saved):
             device = layer.values.device
-            layer.masks = [unpack_mask(m, layer.shape).to(device) for m in entry["masks"]]
+            layer.masks = PackedMasks(layer.shape, device)
+            for bits in entry["masks"]:
+                layer.masks.append_bits(bits)
             if "values" in entry:
                 layer.values.copy_(torch.from_numpy(entry["values"]).to(device))
                 layer.owner.copy_(torch.from_numpy(entry["owner"]).to(device))
@@ -128,7 +166,7 @@ class SparseState:
         self.load_payload(payload)
 
 
-def owner_from_masks(masks: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+def owner_from_masks(masks: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """The owner tensor implied by ``masks``: the first task whose mask holds a weight, else -1."""
     owner = torch.full_like(like, -1)
     for task in reversed(range(len(masks))):
