@@ -4,7 +4,7 @@ Each task trains a sparse subnetwork found by DST; its weights are then frozen (
 isolation), and later tasks may reuse them read-only.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load(path):
