@@ -17,7 +17,8 @@ from .collect import Collection
 from .tables import PaperTable, best_in_column, group_order, paper_tables
 
 FORMATS = ("markdown", "csv", "latex")
-SHORT = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT (GEM)", "fwt_reference": "future-task acc."}
+SHORT = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT (GEM)", "fwt_reference": "future-task acc.",
+         "task_inference_accuracy": "task-inference acc.", "class_incremental_accuracy": "class-IL acc."}
 
 
 @dataclass
