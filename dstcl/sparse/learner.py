@@ -136,9 +136,7 @@ class SparseLearner:
                         fresh = kaiming_draw(layer.values, self.generator) if kaiming else torch.zeros_like(start)
                         start = torch.where(frozen, layer.values, fresh)
                     param.copy_(torch.where(mask, start, torch.zeros_like(start)))
-                self._layers.append(
-                    TaskLayer(param, layer, k, mask, ~mask, frozen, mask.clone(), bool(frozen.any()))
-                )
+                self._layers.append(TaskLayer(param, layer, k, mask, frozen))
 
     def make_optimizer(
         self, kind: str = "adam", lr: float = 1e-3, *, momentum: float = 0.9, weight_decay: float = 0.0
@@ -175,7 +173,7 @@ class SparseLearner:
                 if wd:
                     grad.add_(layer.param, alpha=wd)
                 if layer.has_frozen:
-                    grad.masked_fill_(layer.frozen, 0.0)
+                    grad.mul_(layer.trainable)  # frozen weights get no gradient
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -183,7 +181,7 @@ class SparseLearner:
             optimizer.step()
         with torch.no_grad():
             for layer in self._layers:
-                layer.param.masked_fill_(layer.inactive, 0.0)
+                layer.param.mul_(layer.keep).add_(0.0)  # inactive weights stay +0.0 (x * 0 may be -0.0)
         self.steps += 1
         if self.update_schedule.due(self.steps):
             return self.update_topology(optimizer, self.drop_schedule(self.steps))
@@ -227,8 +225,7 @@ class SparseLearner:
             param.copy_(torch.where(grown_owned, layer.state.values, param))
             if optimizer is not None:
                 reset_optimizer_state(optimizer, param, grown_free)
-            layer.mask = new_mask
-            layer.inactive = ~new_mask
+            layer.set_mask(new_mask)
             layer.fired |= new_mask
             report.dropped[layer.state.name] = n_drop
             report.regrown[layer.state.name] = n_drop - int(newly.sum())
@@ -318,8 +315,7 @@ class SparseLearner:
         self.steps = int(in_task["steps"])
         for layer, mask_bits, fired_bits in zip(self._layers, in_task["masks"], in_task["fired"]):
             device = layer.param.device
-            layer.mask = unpack_mask(mask_bits, layer.state.shape).to(device)
-            layer.inactive = ~layer.mask
+            layer.set_mask(unpack_mask(mask_bits, layer.state.shape).to(device))
             layer.fired = unpack_mask(fired_bits, layer.state.shape).to(device)
 
     # --- inference --------------------------------------------------------------------------------

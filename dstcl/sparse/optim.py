@@ -20,7 +20,9 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 @OPTIMIZERS.register("adam")
 def adam(params: Sequence[torch.nn.Parameter], lr: float, momentum: float) -> torch.optim.Optimizer:
     """Adam (the reference); momentum growth ranks m / (sqrt(v) + eps)."""
-    return torch.optim.Adam(params, lr=lr)
+    # the fused kernel: 1.12x faster per ResNet-18 step on a 2-core Xeon (docs/performance.md); same update rule
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
 @OPTIMIZERS.register("sgd")

@@ -51,10 +51,12 @@ def top_positions(scores: torch.Tensor, eligible: torch.Tensor, k: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Boolean mask of the ``k`` eligible positions with the highest scores (exact count).
 
-    The k-th highest score is found by selection (numpy's introselect on the CPU, ~10x faster than
-    ``torch.topk`` for the large ``k`` of a topology update; ``torch.kthvalue`` elsewhere); every
-    position above it is taken, and the rest is drawn uniformly among the positions equal to it.
+    Every position above the k-th highest score is taken, and the rest is drawn uniformly among the
+    positions equal to it. The k-th score is found by selection: numpy's introselect on the CPU (~10x
+    faster than ``torch.topk`` for the large ``k`` of a topology update), ``torch.kthvalue`` elsewhere.
     """
+    if eligible.device.type == "cpu":
+        return _top_positions_cpu(scores, eligible, k, generator)
     flat_eligible = eligible.reshape(-1)
     idx = flat_eligible.nonzero().squeeze(1)
     if k > idx.numel():
@@ -68,24 +70,49 @@ def top_positions(scores: torch.Tensor, eligible: torch.Tensor, k: int,
     if k == idx.numel():
         chosen[idx] = True
         return chosen.view(eligible.shape)
-    if sub.device.type == "cpu":
-        values = sub.numpy()
-        threshold = values[np.argpartition(values, values.size - k)[values.size - k]]
-        threshold = torch.tensor(threshold, dtype=sub.dtype)
-    else:
-        threshold = torch.kthvalue(sub, sub.numel() - k + 1).values
+    threshold = torch.kthvalue(sub, sub.numel() - k + 1).values
     above = sub > threshold
     tied = (sub == threshold).nonzero().squeeze(1)
     need = k - int(above.sum())
     take = above
-    if need > 0:
-        if need < tied.numel():
-            order = torch.randperm(tied.numel(), generator=generator, device=_device_of(generator, tied))
-            tied = tied[order.to(tied.device)[:need]]
-        take = take.clone()
-        take[tied] = True
+    if need < tied.numel():
+        order = torch.randperm(tied.numel(), generator=generator, device=_device_of(generator, tied))
+        tied = tied[order.to(tied.device)[:need]]
+    take = take.clone()
+    take[tied] = True
     chosen[idx[take]] = True
     return chosen.view(eligible.shape)
+
+
+def _top_positions_cpu(scores: torch.Tensor, eligible: torch.Tensor, k: int,
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """The CPU path of :func:`top_positions` in numpy: the same choice, without full-size temporaries
+    when there is nothing to draw (all positions tied at the k-th score are taken)."""
+    shape = eligible.shape
+    idx = np.flatnonzero(eligible.reshape(-1).numpy())
+    if k > idx.size:
+        raise RuntimeError(f"cannot select {k} positions among {idx.size} eligible ones")
+    chosen = np.zeros(eligible.numel(), dtype=np.bool_)
+    if k == 0:
+        return torch.from_numpy(chosen).view(shape)
+    sub = scores.detach().reshape(-1).numpy()[idx]
+    if np.isnan(sub).any():  # a NaN score (a diverged weight) ranks last, so counts stay exact
+        sub = np.nan_to_num(sub, nan=-np.inf)
+    if k == idx.size:
+        chosen[idx] = True
+        return torch.from_numpy(chosen).view(shape)
+    part = np.argpartition(sub, sub.size - k)
+    top = part[sub.size - k:]
+    threshold = sub[part[sub.size - k]]  # the smallest score taken
+    tied_in = int(np.count_nonzero(sub[top] == threshold))
+    tied_all = np.flatnonzero(sub == threshold)
+    if tied_in == tied_all.size:  # every position at the threshold is taken: nothing to draw
+        chosen[idx[top]] = True
+    else:
+        order = torch.randperm(tied_all.size, generator=generator).numpy()
+        chosen[idx[np.flatnonzero(sub > threshold)]] = True
+        chosen[idx[tied_all[order[:tied_in]]]] = True
+    return torch.from_numpy(chosen).view(shape)
 
 
 def _device_of(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:

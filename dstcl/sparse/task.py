@@ -13,18 +13,27 @@ from .optim import optimizer_momentum
 from .state import LayerState
 
 
-@dataclass
 class TaskLayer:
-    """Per-layer bookkeeping while a task trains (derived from the state at start_task)."""
+    """Per-layer bookkeeping while a task trains (derived from the state at start_task).
 
-    param: nn.Parameter
-    state: LayerState
-    count: int  # exact number of active weights
-    mask: torch.Tensor
-    inactive: torch.Tensor
-    frozen: torch.Tensor
-    fired: torch.Tensor
-    has_frozen: bool
+    ``keep`` (1.0 where active) and ``trainable`` (0.0 where frozen) are float copies of the masks: a
+    training step multiplies by them, about 5x faster on the CPU than ``masked_fill_`` with a boolean mask.
+    """
+
+    def __init__(self, param: nn.Parameter, state: LayerState, count: int, mask: torch.Tensor, frozen: torch.Tensor):
+        self.param, self.state, self.count, self.frozen = param, state, count, frozen
+        self.has_frozen = bool(frozen.any())
+        self.trainable = (~frozen).to(param.dtype) if self.has_frozen else None
+        self.fired = mask.clone()
+        self.set_mask(mask)
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+        self.keep = mask.to(self.param.dtype)
+
+    @property
+    def inactive(self) -> torch.Tensor:
+        return ~self.mask
 
 
 @dataclass
