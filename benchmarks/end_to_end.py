@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -91,15 +90,17 @@ def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, p
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak resident memory in GB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(wall seconds, peak resident memory in GB) of one child process (its own peak, via wait4)."""
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024 / 1024  # ru_maxrss is in KiB on Linux
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            out.seek(0)
+            raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{out.read()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
 
 
 def main() -> None:

@@ -26,13 +26,14 @@ from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
 from ..train.evaluate import EvalSet, eval_batches
+from ..train.precision import memory_format
 from ..train.trainer import TaskTrainer
 from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
-from .checkpoint import CheckpointWarning, Checkpointer
+from .checkpoint import Checkpointer
+from .resume import ExperimentCheckpoints
 from .compute import ComputeLedger
-from .environment import default_threads, environment, resolve_device, rng_states, seed_everything, set_rng_states
+from .environment import default_threads, environment, resolve_device, seed_everything
 from .environment import Terminated, use_threads
-from .hashing import config_hash
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
@@ -41,7 +42,6 @@ from .rundir import WEIGHTS
 from .rundir import RunDir, read_config, read_metrics, run_status
 from .summary import format_summary
 
-CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -97,7 +97,7 @@ def resume_experiment(run_dir: str | Path, *, echo: Callable[[str], None] = prin
     return experiment.execute(run, resume=True)
 
 
-class Experiment:
+class Experiment(ExperimentCheckpoints):
     """Builds everything a run needs from its config, checks it, then executes (or resumes) it."""
 
     def __init__(self, cfg: RunConfig, *, echo: Callable[[str], None] = print):
@@ -128,6 +128,7 @@ class Experiment:
                 f"({str(exc).splitlines()[0][:160]}); use a smaller --width or another --backbone."
             ) from None
         self.augment = BatchAugment(dataset.crop_padding, dataset.hflip, dataset.mean, dataset.std)
+        self.memory_format = memory_format(cfg.train.precision, self.device, self.model)
         self.class_names, self.image_shape = list(dataset.class_names), dataset.image_shape
         self.shapes = {name: tuple(p.shape) for name, p in prunable_parameters(self.model)}
         self.compute = ComputeLedger(weight_uses(self.model, dataset.image_shape, self.shapes), self.shapes,
@@ -138,54 +139,6 @@ class Experiment:
         self.agnostic: dict | None = None
         self.next_task = 0
         self.trainer_state: dict | None = None
-
-    # --- checkpoints ------------------------------------------------------------------------------
-
-    def _checkpoint(self, phase: str, task: int, trainer: TaskTrainer | None) -> None:
-        self.checkpointer.save({
-            "version": CHECKPOINT_VERSION, "phase": phase, "task": task, "config": config_hash(self.cfg),
-            "model": self.model.state_dict(), "learner": self.learner.state_dict(),
-            "trainer": trainer.state_dict() if trainer is not None else None,
-            "generator": self.generator.get_state(), "rng": rng_states(),
-            "matrix": self.matrix.state_dict(), "capacity": self.capacity, "compute": self.compute.state_dict(),
-        })
-
-    def _restore(self, payload: dict) -> None:
-        if payload.get("version") != CHECKPOINT_VERSION:
-            raise DstclError(f"checkpoint version {payload.get('version')} is not supported by this dstcl "
-                             f"(it writes version {CHECKPOINT_VERSION}); finish the run with the dstcl that started it.")
-        if payload.get("config") != config_hash(self.cfg):
-            raise DstclError(
-                "the newest checkpoint in this run directory was written by a run with other settings than its "
-                "config.json (the folder was reused); resuming would continue the wrong run. Start it again "
-                "with --fresh or in a new folder."
-            )
-        self.model.load_state_dict(payload["model"])
-        self.learner.load_state_dict(payload["learner"])
-        self.generator.set_state(payload["generator"])
-        set_rng_states(payload["rng"])
-        self.matrix.load_state_dict(payload["matrix"])
-        self.capacity = payload["capacity"]
-        self.compute.load_state_dict(payload["compute"])
-        if payload["phase"] == "task_done":
-            self.next_task, self.trainer_state = payload["task"] + 1, None
-        else:
-            self.next_task, self.trainer_state = payload["task"], payload["trainer"]
-
-    def _resume_from_checkpoint(self, run: RunDir) -> None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CheckpointWarning)
-            found = self.checkpointer.load_latest()
-        for warning in caught:
-            self.echo(f"warning: {warning.message}")
-            run.event({"event": "warning", "message": str(warning.message)})
-        if found is None:
-            self.echo(f"no readable checkpoint in {run.path}; starting it from the beginning.")
-            return
-        self._restore(found[0])
-        self.echo(f"resuming {run.path} from {found[1].name}: task {self.next_task + 1}/{self.cfg.data.tasks}"
-                  + (f", epoch {self.trainer_state['epochs_done'] + 1}" if self.trainer_state else ""))
-        run.event({"event": "resumed", "checkpoint": found[1].name, "task": self.next_task})
 
     # --- the run ----------------------------------------------------------------------------------
 
@@ -205,7 +158,7 @@ class Experiment:
                            training_phases(self.method, self.tasks, self.heads)]
         tests = [EvalSet(t.test_x, t.test_y).to(self.device) for t in self.tasks]  # canonical class-mixed order
         self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
-                                     lambda xb: self.augment(xb, None, train=False), self.device,
+                                     lambda xb: self._format(self.augment(xb, None, train=False)), self.device,
                                      mode=self.cfg.run.eval, precision=self.cfg.train.precision,
                                      isolated=self.method["sparse"],
                                      gather=self.image_shape if self.cfg.sparse.structure == "channel" else None)
@@ -279,7 +232,7 @@ class Experiment:
         set_task(self.model, i)
         trainer = TaskTrainer(
             self.model, self.learner, i, train_x, train_y, head,
-            lambda xb, g: self.augment(xb, g, train=True), cfg.train,
+            lambda xb, g: self._format(self.augment(xb, g, train=True)), cfg.train,
             generator=self.generator, device=self.device, log=run.event,
         )
         if self.trainer_state is not None:
@@ -316,7 +269,7 @@ class Experiment:
                                   self.updates_per_task[i], sequential=self.method["sequential"], shapes=self.shapes)
         if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights,
             images = EvalSet(trainer.train_x, trainer.train_y).x  # from class-mixed batches (never stored order)
-            prepare = lambda xb: self.augment(xb, None, train=False)  # noqa: E731
+            prepare = lambda xb: self._format(self.augment(xb, None, train=False))  # noqa: E731
             reestimate_statistics(self.model, i, (prepare(images[a:b]) for a, b in eval_batches(len(images), 128)))
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
@@ -338,6 +291,9 @@ class Experiment:
                       f"({summary['seconds']:.1f} s)")
         else:
             self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format)
 
     def _metrics(self, status: str, error: str | None) -> dict:
         out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task,
