@@ -361,7 +361,7 @@ def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
-                 "adaptive-growth": 54, "smoke-digits": 16, "budget": 5, "open-questions": 36}
+                 "adaptive-growth": 54, "smoke-digits": 16, "budget": 4, "open-questions": 36}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
