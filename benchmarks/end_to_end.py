@@ -151,9 +151,11 @@ def main() -> None:
                                     "--eval", args.eval, "--no-progress", "--run-dir", str(run_dir)]
             results[f"dstcl {precision}"] = timed(command)
             seconds = _phase_seconds(run_dir)
-            print(f"dstcl run ({precision}): {results[f'dstcl {precision}'][0]:.1f} s (training {seconds['train']:.1f} "
-                  f"s, evaluation and the rest {results[f'dstcl {precision}'][0] - seconds['train']:.1f} s), peak "
-                  f"{results[f'dstcl {precision}'][1]:.2f} GB", flush=True)
+            wall = results[f"dstcl {precision}"][0]
+            print(f"dstcl run ({precision}): {wall:.1f} s (training {seconds['train']:.1f} s, evaluation "
+                  f"{seconds['eval']:.1f} s = {100 * seconds['eval'] / seconds['train']:.1f} % of training, the rest "
+                  f"{wall - seconds['train'] - seconds['eval']:.1f} s), peak {results[f'dstcl {precision}'][1]:.2f} GB",
+                  flush=True)
     dense = results["dense fp32"][0] if "dense fp32" in results else None
     for precision in precisions:
         base = dense if dense is not None else results[f"dense {precision}"][0]
@@ -168,7 +170,8 @@ def _phase_seconds(run_dir: Path) -> dict[str, float]:
         event = json.loads(line)
         if event.get("event") == "task_end":
             train += float(event.get("seconds") or 0.0)
-    return {"train": train}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"train": train, "eval": float(metrics.get("evaluation", {}).get("seconds", float("nan")))}
 
 
 if __name__ == "__main__":

@@ -54,6 +54,51 @@ class GatheredLinear(nn.Module):
         return out.index_copy_(-1, self.out_index, y)
 
 
+def _norm_compact(norm: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """BatchNorm (no affine) of the channels ``index`` only, ``x`` holding just those channels."""
+    if isinstance(norm, nn.BatchNorm2d) and not norm.track_running_stats:
+        return F.batch_norm(x, None, None, None, None, True, 0.0, norm.eps)
+    if hasattr(norm, "running_mean") and norm.running_mean.dim() == 2:  # per-task statistics (TaskBatchNorm)
+        t = norm.task
+        if not norm._has_stats[t]:
+            return F.batch_norm(x, None, None, None, None, True, 0.0, norm.eps)
+        return F.batch_norm(x, norm.running_mean[t][index], norm.running_var[t][index], None, None, False, 0.0,
+                            norm.eps)
+    raise TypeError(f"cannot normalise gathered channels with {type(norm).__name__}")
+
+
+class GatheredBasicBlock(nn.Module):
+    """A ResNet BasicBlock whose inner activations stay compact (only the live channels, never scattered):
+    conv1 -> BN -> ReLU -> conv2 -> BN on gathered channels, then one scatter to add the shortcut."""
+
+    def __init__(self, block: nn.Module, live: dict[str, torch.Tensor], prefix: str):
+        super().__init__()
+        w1, w2 = block.conv1.weight.detach(), block.conv2.weight.detach()
+        in1 = live[f"{prefix}.conv1"].nonzero().flatten()
+        mid = w1.reshape(w1.shape[0], -1).ne(0).any(dim=1).nonzero().flatten()
+        out = w2.reshape(w2.shape[0], -1).ne(0).any(dim=1).nonzero().flatten()
+        self.register_buffer("in1", in1)
+        self.register_buffer("mid", mid)
+        self.register_buffer("out_index", out)
+        self.register_buffer("w1", w1[mid][:, in1].contiguous())
+        self.register_buffer("w2", w2[out][:, mid].contiguous())
+        self.conv1, self.conv2 = block.conv1, block.conv2  # strides and paddings
+        self.bn1, self.bn2 = block.bn1, block.bn2
+        self.shortcut = block.shortcut
+        self.out_channels = block.conv2.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1, c2 = self.conv1, self.conv2
+        h = F.conv2d(x.index_select(1, self.in1), self.w1, None, c1.stride, c1.padding, c1.dilation)
+        h = F.relu(_norm_compact(self.bn1, h, self.mid))
+        h = F.conv2d(h, self.w2, None, c2.stride, c2.padding, c2.dilation)
+        h = _norm_compact(self.bn2, h, self.out_index)
+        h = h.to(x.dtype)
+        if len(self.shortcut) == 0:  # identity: x may still be read elsewhere, so add out of place
+            return F.relu(x.index_add(1, self.out_index, h))
+        return F.relu(self.shortcut(x).index_add_(1, self.out_index, h))
+
+
 @contextlib.contextmanager
 def _transparent_relu():
     original = F.relu
@@ -92,9 +137,18 @@ def live_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tor
 
 def gather_channels(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
     """A copy of ``model`` (with its current weights) computing only live channels (see the module doc)."""
+    from .resnet import BasicBlock
+
     gathered = copy.deepcopy(model)
     live = live_inputs(gathered, input_shape)
     for name, module in list(gathered.named_modules()):
+        if isinstance(module, BasicBlock):  # keep the block's inner activations compact
+            parent, _, child = name.rpartition(".")
+            setattr(gathered.get_submodule(parent) if parent else gathered, child,
+                    GatheredBasicBlock(module, live, name))
+    for name, module in list(gathered.named_modules()):
+        if _inside_block(gathered, name):  # a gathered block's own convolutions (kept for their geometry)
+            continue
         if isinstance(module, nn.Conv2d) and module.groups == 1 and module.bias is None:
             out_active = module.weight.detach().reshape(module.out_channels, -1).ne(0).any(dim=1)
             replacement = GatheredConv2d(module, live[name].nonzero().flatten(), out_active.nonzero().flatten())
@@ -106,3 +160,8 @@ def gather_channels(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module
         parent, _, child = name.rpartition(".")
         setattr(gathered.get_submodule(parent) if parent else gathered, child, replacement)
     return gathered.eval()
+
+
+def _inside_block(model: nn.Module, name: str) -> bool:
+    parent, _, child = name.rpartition(".")
+    return child in ("conv1", "conv2") and bool(parent) and isinstance(model.get_submodule(parent), GatheredBasicBlock)

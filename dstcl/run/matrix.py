@@ -61,6 +61,7 @@ class AccuracyMatrix:
         self.proven = 0
         self.learned = 0  # tasks whose rows are filled
         self.inference_seconds: dict[int, float] = {}  # per task: seconds per test image, its latest measurement
+        self.seconds = 0.0  # spent evaluating (every pass)
 
     @property
     def tasks(self) -> int:
@@ -74,8 +75,10 @@ class AccuracyMatrix:
         started = time.perf_counter()
         value = accuracy(network, self.tests[data_of], self.heads[head], self.prepare, batch_size=EVAL_BATCH_SIZE,
                          device=self.device, precision=self.precision)
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
         if weights_of == data_of:  # a task through its own subnetwork: what inference on it costs here
-            self.inference_seconds[data_of] = (time.perf_counter() - started) / max(len(self.tests[data_of]), 1)
+            self.inference_seconds[data_of] = elapsed / max(len(self.tests[data_of]), 1)
         return value
 
     def _load(self, task: int) -> None:
@@ -147,7 +150,7 @@ class AccuracyMatrix:
         timing = [1000 * self.inference_seconds[j] for j in sorted(self.inference_seconds)]
         out: dict = {"tasks_completed": done, "accuracy_matrix": self.R, "baseline_accuracy": self.baseline,
                      "evaluation": {"mode": self.mode, "measured": self.measured, "proven": self.proven,
-                                    "ms_per_image": timing}}
+                                    "seconds": round(self.seconds, 3), "ms_per_image": timing}}
         if done:
             partial = [row[:done] for row in self.R[:done]]
             out.update(metrics.summarize(partial, self.baseline[:done] if self.baseline else None))
@@ -157,10 +160,11 @@ class AccuracyMatrix:
 
     def state_dict(self) -> dict:
         return {"R": self.R, "baseline": self.baseline, "digests": self.digests, "measured": self.measured,
-                "proven": self.proven, "learned": self.learned}
+                "proven": self.proven, "learned": self.learned, "seconds": self.seconds}
 
     def load_state_dict(self, saved: dict) -> None:
         self.R, self.baseline = saved["R"], saved["baseline"]
         self.digests = list(saved.get("digests", []))
         self.measured, self.proven = int(saved.get("measured", 0)), int(saved.get("proven", 0))
         self.learned = int(saved.get("learned", sum(1 for row in self.R if row[0] is not None)))
+        self.seconds = float(saved.get("seconds", 0.0))
