@@ -283,7 +283,7 @@ def test_channel_structure_needs_a_fresh_draw_for_free_channels():
 
 def test_a_gathered_network_equals_the_masked_one():
     from dstcl.models import build_model
-    from dstcl.models.gather import GatheredConv2d, gather_channels
+    from dstcl.models.gather import GatheredBasicBlock, GatheredConv2d, gather_channels
 
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=20, width=16)
@@ -296,5 +296,7 @@ def test_a_gathered_network_equals_the_masked_one():
     assert any(isinstance(m, GatheredConv2d) for m in gathered.modules())
     small = [m for m in gathered.modules() if isinstance(m, GatheredConv2d)]
     assert all(m.weight.shape[0] < m.out_channels for m in small[1:])  # physically smaller
+    blocks = [m for m in gathered.modules() if isinstance(m, GatheredBasicBlock)]
+    assert len(blocks) == 8 and all(b.w1.shape[0] < b.conv1.out_channels for b in blocks)  # compact inside
     with torch.no_grad():
         assert torch.allclose(gathered(x), model(x), atol=1e-5)
