@@ -70,19 +70,22 @@ class Checkpointer:
             return True
         return (time.perf_counter() - self.last_finished) * budget >= self.last_cost
 
-    def save(self, payload: dict) -> None:
-        """Snapshot ``payload`` now; write it in the background (or now when ``background`` is off)."""
+    def save(self, payload: dict, *, blocking: bool = False) -> None:
+        """Snapshot ``payload`` now and write it in the background; or, with ``blocking`` (the caller
+        waits anyway: a task end) or ``background`` off, write it now with no snapshot copy."""
         started = time.perf_counter()
-        data = snapshot(payload)
+        now = blocking or not self.background
+        data = payload if now else snapshot(payload)
         self.wait()
         self._blocking = time.perf_counter() - started
         self._seq += 1
         path = self.folder / f"ckpt-{self._seq:06d}.pt"
-        if self.background:
+        if not now:
             self._thread = threading.Thread(target=self._write_guarded, args=(path, data), daemon=True)
             self._thread.start()
-        else:
-            self._write(path, data)
+        else:  # errors surface as from a background write
+            self._write_guarded(path, data)
+            self.wait()
 
     def wait(self) -> None:
         """Block until the last write finished; re-raise its error, if any."""

@@ -33,7 +33,7 @@ from .checkpoint import Checkpointer
 from .resume import ExperimentCheckpoints
 from .compute import ComputeLedger
 from .environment import default_threads, environment, resolve_device, seed_everything
-from .environment import Terminated, use_threads
+from .environment import Terminated, release_free_memory, use_threads
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
@@ -279,8 +279,8 @@ class Experiment(ExperimentCheckpoints):
         self.matrix.after_task(i) if self.method["sequential"] else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
         # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
-        self._checkpoint("task_done", i, None)
-        self.checkpointer.wait()
+        self._checkpoint("task_done", i, None, blocking=True)  # written now: no snapshot copy
+        release_free_memory()
         R = self.matrix.R
         row = R[i] if self.method["sequential"] else R[-1]
         seen = row[: i + 1] if self.method["sequential"] else row

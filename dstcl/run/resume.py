@@ -23,14 +23,14 @@ CHECKPOINT_VERSION = 2
 class ExperimentCheckpoints:
     """The checkpoint half of an experiment (mixed into :class:`~dstcl.run.experiment.Experiment`)."""
 
-    def _checkpoint(self, phase: str, task: int, trainer: TaskTrainer | None) -> None:
+    def _checkpoint(self, phase: str, task: int, trainer: TaskTrainer | None, *, blocking: bool = False) -> None:
         self.checkpointer.save({
             "version": CHECKPOINT_VERSION, "phase": phase, "task": task, "config": config_hash(self.cfg),
             "model": self.model.state_dict(), "learner": self.learner.state_dict(),
             "trainer": trainer.state_dict() if trainer is not None else None,
             "generator": self.generator.get_state(), "rng": rng_states(),
             "matrix": self.matrix.state_dict(), "capacity": self.capacity, "compute": self.compute.state_dict(),
-        })
+        }, blocking=blocking)
 
     def _restore(self, payload: dict) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:

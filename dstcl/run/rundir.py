@@ -22,7 +22,6 @@ re-implements them.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import DstclError
-from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..files import atomic_file, atomic_torch_save, atomic_write_json, atomic_write_text
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -291,16 +290,13 @@ class RunDir:
         for name, mask in masks.items():
             arrays[name] = np.packbits(mask.detach().cpu().numpy().reshape(-1))
             arrays[f"{name}.shape"] = np.asarray(mask.shape, dtype=np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
         path = self.path / MASKS / f"task_{task:02d}.npz"
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_file(path) as handle:
+            np.savez(handle, **arrays)
         return path
 
     def save_torch(self, name: str, obj: Any) -> None:
-        buffer = io.BytesIO()
-        torch.save(obj, buffer)
-        atomic_write_bytes(self.path / name, buffer.getvalue())
+        atomic_torch_save(self.path / name, obj)
 
     def close(self) -> None:
         if self._events is not None:
