@@ -17,7 +17,7 @@ import torch
 
 from _common import alternate, describe_machine
 from dstcl.models import build_model
-from dstcl.models.gather import gather_channels
+from dstcl.models.gather import computed_channels, gather_channels
 from dstcl.sparse import SparseConfig, SparseLearner
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         times = alternate({"masked": masked_forward, "gathered": gathered_forward}, device, args.rounds, 2, warmup=1)
         steps = alternate({"masked step": masked_step, "dense step": dense_step}, device, args.rounds, 1, warmup=1)
         ratios[sparsity] = times["masked"] / times["gathered"]
-        active = sum(int(m.weight.shape[0]) for m in gathered.modules() if hasattr(m, "out_index"))
+        active = computed_channels(gathered)
         print(f"sparsity {sparsity:.0%}: forward masked {1000 * times['masked']:.1f} ms, gathered "
               f"{1000 * times['gathered']:.1f} ms ({ratios[sparsity]:.2f}x; {active} active channels); training step "
               f"masked {1000 * steps['masked step']:.1f} ms vs dense {1000 * steps['dense step']:.1f} ms "

@@ -165,3 +165,14 @@ def gather_channels(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module
 def _inside_block(model: nn.Module, name: str) -> bool:
     parent, _, child = name.rpartition(".")
     return child in ("conv1", "conv2") and bool(parent) and isinstance(model.get_submodule(parent), GatheredBasicBlock)
+
+
+def computed_channels(gathered: nn.Module) -> int:
+    """Output channels (features) a gathered network computes, over all its gathered layers."""
+    total = 0
+    for module in gathered.modules():
+        if isinstance(module, GatheredBasicBlock):
+            total += module.w1.shape[0] + module.w2.shape[0]
+        elif isinstance(module, (GatheredConv2d, GatheredLinear)):
+            total += module.weight.shape[0]
+    return total
