@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from dstcl.errors import DstclError
 from dstcl.run.experiment import Experiment
 from dstcl.run.rundir import RunDir
 from dstcl.train.agnostic import choose
-from dstcl.train.evaluate import EvalSet, eval_batches
+from dstcl.train.evaluate import EvalSet, eval_batches, logits_fingerprint
 
 SMALL = {"epochs": 4, "update_frequency": 6, "threads": 1, "progress": False, "device": "cpu"}
 
@@ -48,9 +49,11 @@ def test_exported_model_gives_bit_identical_logits_for_every_task(tmp_path, sett
     experiment = trained(tmp_path, "run", **settings)
     sizes = dstcl.deploy.export_run(tmp_path / "run", tmp_path / "model.dstcl")
     model = dstcl.load(tmp_path / "model.dstcl")  # no run directory needed from here on
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["final_logits_blake2b"]
     for task in range(experiment.cfg.data.tasks):
         ours = model.logits(experiment.matrix.tests[task].x, task)
         assert torch.equal(ours, run_logits(experiment, task)), f"task {task}"
+        assert logits_fingerprint(ours) == recorded[task]  # what scripts/check_export.py checks on real data
     weights = sum(math.prod(p.shape) for p in model.params.values())
     if model.sparse:
         assert sizes.file_bytes <= 4 * sizes.owned_weights + math.ceil(weights / 8) * sizes.tasks + 64_000

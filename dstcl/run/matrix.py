@@ -57,6 +57,7 @@ class AccuracyMatrix:
         self.R: list[list[float | None]] = [[None] * T for _ in range(T)]
         self.baseline: list[float] | None = None
         self.digests: list[str] = []  # per learned task, taken when it ended
+        self.final_logits: list[str | None] = [None] * T  # per task: fingerprint of its final-row logits
         self.measured = 0
         self.proven = 0
         self.learned = 0  # tasks whose rows are filled
@@ -67,14 +68,19 @@ class AccuracyMatrix:
     def tasks(self) -> int:
         return len(self.heads)
 
-    def measure(self, weights_of: int, data_of: int, head: int, network: nn.Module | None = None) -> float:
-        """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits."""
+    def measure(self, weights_of: int, data_of: int, head: int, network: nn.Module | None = None,
+                final: bool = False) -> float:
+        """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits;
+        ``final`` (the final row) also records the logits' fingerprint (the model file is checked against it)."""
         set_task(self.model, weights_of)
         self.measured += 1
         network = network or self._network(weights_of)
         started = time.perf_counter()
+        fingerprint = hashlib.blake2b(digest_size=16) if final else None
         value = accuracy(network, self.tests[data_of], self.heads[head], self.prepare, batch_size=EVAL_BATCH_SIZE,
-                         device=self.device, precision=self.precision)
+                         device=self.device, precision=self.precision, fingerprint=fingerprint)
+        if fingerprint is not None:
+            self.final_logits[data_of] = fingerprint.hexdigest()
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
         if weights_of == data_of:  # a task through its own subnetwork: what inference on it costs here
@@ -115,7 +121,7 @@ class AccuracyMatrix:
         for j in range(i + 1):
             if j == i or last or self.mode == "full" or not self.isolated:
                 self._load(j)
-                self.R[i][j] = self.measure(j, j, j)
+                self.R[i][j] = self.measure(j, j, j, final=last)
             else:
                 self.R[i][j] = self.R[j][j]  # proven: task j's subnetwork is bit-identical (checked above)
                 self.proven += 1
@@ -128,7 +134,7 @@ class AccuracyMatrix:
         """Multitask training has one phase: only the final row (every task through the one network)."""
         faults.point("evaluation")
         for j in range(self.tasks):
-            self.R[-1][j] = self.measure(0, j, j)
+            self.R[-1][j] = self.measure(0, j, j, final=True)
         self.learned = self.tasks
 
     def _check_isolation(self, i: int) -> None:
@@ -151,6 +157,8 @@ class AccuracyMatrix:
         out: dict = {"tasks_completed": done, "accuracy_matrix": self.R, "baseline_accuracy": self.baseline,
                      "evaluation": {"mode": self.mode, "measured": self.measured, "proven": self.proven,
                                     "seconds": round(self.seconds, 3), "ms_per_image": timing}}
+        if done == self.tasks:
+            out["final_logits_blake2b"] = self.final_logits
         if done:
             partial = [row[:done] for row in self.R[:done]]
             out.update(metrics.summarize(partial, self.baseline[:done] if self.baseline else None))
@@ -160,7 +168,8 @@ class AccuracyMatrix:
 
     def state_dict(self) -> dict:
         return {"R": self.R, "baseline": self.baseline, "digests": self.digests, "measured": self.measured,
-                "proven": self.proven, "learned": self.learned, "seconds": self.seconds}
+                "proven": self.proven, "learned": self.learned, "seconds": self.seconds,
+                "final_logits": self.final_logits}
 
     def load_state_dict(self, saved: dict) -> None:
         self.R, self.baseline = saved["R"], saved["baseline"]
@@ -168,3 +177,4 @@ class AccuracyMatrix:
         self.measured, self.proven = int(saved.get("measured", 0)), int(saved.get("proven", 0))
         self.learned = int(saved.get("learned", sum(1 for row in self.R if row[0] is not None)))
         self.seconds = float(saved.get("seconds", 0.0))
+        self.final_logits = list(saved.get("final_logits", [None] * self.tasks))

@@ -96,12 +96,15 @@ def accuracy(
     batch_size: int = EVAL_BATCH_SIZE,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    fingerprint: "hashlib._Hash | None" = None,
 ) -> float:
     """Top-1 accuracy in percent, the argmax taken over the logits in ``logit_slice`` only.
 
     ``data`` holds uint8 images (any device) and labels local to the slice (0..k-1); ``prepare`` turns
     a uint8 batch on ``device`` into the normalised float input; ``precision`` is the training's (the
-    same arithmetic the weights were trained with).
+    same arithmetic the weights were trained with). ``fingerprint``, a hashlib object, is fed the
+    logits as float32 bytes in order (:func:`logits_fingerprint` of the whole N x k tensor gives the
+    same digest), so another implementation can prove it computes bit-identical logits.
     """
     if not isinstance(data, EvalSet):
         raise TypeError("accuracy() takes an EvalSet (EvalSet(x, y)), which fixes the canonical class-mixed order")
@@ -116,7 +119,16 @@ def accuracy(
         with autocast(precision, device):
             logits = model(xb)[:, logit_slice]
         correct += (logits.argmax(dim=1) == yb).sum()
+        if fingerprint is not None:
+            fingerprint.update(logits.detach().float().contiguous().cpu().numpy().tobytes())
     return 100.0 * int(correct) / len(data)
+
+
+def logits_fingerprint(logits: torch.Tensor) -> str:
+    """The digest :func:`accuracy` records for the same logits (N x k, any float dtype)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(logits.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def eval_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
