@@ -53,6 +53,17 @@ def test_epoch_events_report_the_rate_the_epoch_trained_with():
     assert rates == pytest.approx([0.01, 0.01, 0.001, 0.0001])  # milestones after epochs 2 and 3
 
 
+def test_a_one_epoch_task_trains_at_the_configured_rate():
+    """int(0.5 * 1) = int(0.75 * 1) = 0: MultiStepLR would apply both before the first epoch (lr * 0.01)."""
+    assert lr_milestones(1, (0.5, 0.75)) == []
+    events = []
+    trainer = _trainer(epochs=1)
+    trainer.log = events.append
+    trainer.begin()
+    trainer.run_epoch()
+    assert [e["lr"] for e in events if e["event"] == "epoch"] == [0.01]
+
+
 def test_a_trainer_resumed_between_epochs_continues_bit_identically():
     straight = _trainer(epochs=3)
     straight.begin()

@@ -48,6 +48,8 @@ def lr_milestones(epochs: int, fractions: tuple[float, ...]) -> list[int]:
 
     Like the reference (``MultiStepLR(milestones=[int(0.5 * E), int(0.75 * E)])``) the values are
     truncated, not rounded (25 epochs: 12 and 18), and not deduplicated: with 2 epochs both are 1, so
-    the second epoch runs at ``lr * gamma**2``. A milestone of 0 never applies.
+    the second epoch runs at ``lr * gamma**2``. A milestone of 0 is dropped: ``MultiStepLR`` would apply
+    it before the first epoch, so a 1-epoch task would train at ``lr * gamma**2`` throughout (what the
+    reference code does at 1 epoch, a setting the paper never uses; here 1 epoch trains at ``lr``).
     """
-    return [int(f * epochs) for f in fractions]
+    return [m for m in (int(f * epochs) for f in fractions) if m > 0]
