@@ -361,14 +361,16 @@ def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
-                 "adaptive-growth": 54, "smoke-digits": 16, "budget": 4, "open-questions": 36}
+                 "adaptive-growth": 54, "smoke-digits": 16, "open-questions": 36}
+STUDY_RUNS = {"budget": 7, "miniimagenet-10": 36}  # grids/study: 12 configurations x 3 seeds
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_grids_are_valid(path):
     specs = plan_runs(load_grid(path))
     reduced = path.parent.name == "reduced"
-    expected = {"adaptive-growth": 18, "open-questions": 12}.get(path.stem, 24) if reduced else EXPECTED_RUNS[path.stem]
+    expected = ({"adaptive-growth": 18, "open-questions": 12}.get(path.stem, 24) if reduced else
+                STUDY_RUNS[path.stem] if path.parent.name == "study" else EXPECTED_RUNS[path.stem])
     assert len(specs) == expected
     if reduced and path.stem != "open-questions":  # the open questions change the data set (CIFAR -> miniImageNet)  # same experiment as the full grid: data set, tasks and the varied components
         full = plan_runs(load_grid(path.parent.parent / path.name))
