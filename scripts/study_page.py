@@ -261,6 +261,25 @@ def figures(runs: dict, out: Path, page: Path) -> list[str]:
     fig.savefig(out / "per_task_final.png", dpi=120)
     plt.close(fig)
     lines.append(f"![per-task accuracy]({rel}/per_task_final.png)")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, style in ((("dst", "erk", "random", 0.8), "-"), (("static", "erk", "random", 0.8), ":"),
+                       (("finetune", "erk", "random", 0.8), "--")):
+        matrices = [r.metrics["accuracy_matrix"] for r in runs.get(key, {}).values()]
+        if not matrices:
+            continue
+        T = len(matrices[0])
+        for j in (0, T // 2):
+            xs = list(range(j, T))
+            ys = [statistics.mean(m[i][j] for m in matrices) for i in xs]
+            ax.plot(xs, ys, style, marker=".", label=f"{label(key)}: task {j}")
+    ax.set_xlabel("after learning task")
+    ax.set_ylabel("accuracy on an earlier task (%)")
+    ax.legend(fontsize=6)
+    ax.set_title("Tasks 0 and T/2 while later tasks are learned (mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "forgetting.png", dpi=120)
+    plt.close(fig)
+    lines.append(f"![forgetting]({rel}/forgetting.png)")
     return lines + [""]
 
 
