@@ -300,3 +300,69 @@ def test_a_gathered_network_equals_the_masked_one():
     assert len(blocks) == 8 and all(b.w1.shape[0] < b.conv1.out_channels for b in blocks)  # compact inside
     with torch.no_grad():
         assert torch.allclose(gathered(x), model(x), atol=1e-5)
+
+
+def test_gathered_training_step_matches_the_masked_one_on_a_later_task():
+    """--channel-training gathered: the live-channel network shares the parameters; one step's loss and the
+    gradients of active weights equal the masked network's, inactive channels get no gradient."""
+    from dstcl.models import build_model
+    from dstcl.models.gather import gather_channels
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=20, width=16)
+    learner = SparseLearner(model, SparseConfig(density=0.2, init="uniform", structure="channel", free_init="kaiming"),
+                            num_tasks=2, heads={"classifier.weight": [slice(0, 10), slice(10, 20)]})
+    learner.start_task(0, 10)
+    learner.end_task()
+    learner.start_task(1, 10)  # reuses task 0's channels read-only
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    gathered = gather_channels(model, (3, 32, 32), live=True)
+    assert set(map(id, gathered.parameters())) <= set(map(id, model.parameters()))  # shared, not copied
+    grads = []
+    for net in (model, gathered):
+        model.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(x)[:, 10:20], y)
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (loss_m, grad_m), (loss_g, grad_g) = grads
+    assert torch.allclose(loss_m, loss_g, atol=1e-5)
+    for layer in learner._layers:
+        name = layer.state.name
+        active = layer.mask
+        assert torch.allclose(grad_g[name][active], grad_m[name][active], atol=1e-4, rtol=1e-3), name
+        if name != "classifier.weight":
+            rows = layer.mask.reshape(layer.mask.shape[0], -1).any(dim=1)
+            assert bool((grad_g[name][~rows] == 0).all()), name  # no gradient for inactive channels
+
+
+def test_gathered_training_is_refused_where_it_cannot_be_exact():
+    from dstcl.config import resolve
+
+    with pytest.raises(ConfigError, match="--structure channel"):
+        resolve({"channel_training": "gathered"})
+    with pytest.raises(ConfigError, match="momentum"):
+        resolve({"channel_training": "gathered", "structure": "channel", "growth": "momentum"})
+    with pytest.raises(ConfigError, match="--bn batch"):
+        resolve({"channel_training": "gathered", "structure": "channel", "bn": "task"})
+    assert resolve({"channel_training": "gathered", "structure": "channel", "growth": "gradient"}).train.channel_training == "gathered"
+
+
+def test_a_gathered_channel_run_keeps_isolation_and_the_masked_runs_accuracy(tmp_path, monkeypatch):
+    import dstcl.train.gathered as gathered_module
+    from dstcl.config import resolve
+    from dstcl.run.experiment import Experiment
+    from dstcl.run.rundir import RunDir
+
+    built = []
+    original = gathered_module.gather_channels
+    monkeypatch.setattr(gathered_module, "gather_channels", lambda *a, **k: built.append(1) or original(*a, **k))
+    results = {}
+    for mode in ("masked", "gathered"):
+        cfg = resolve({"structure": "channel", "channel_training": mode, "backbone": "resnet18", "width": 16,
+                       "epochs": 2, "update_frequency": 4, "growth": "gradient", "progress": False, "threads": 1})
+        experiment = Experiment(cfg, echo=lambda line: None)
+        experiment.execute(RunDir.fresh(tmp_path / mode))  # an isolation break would raise IsolationError
+        results[mode] = experiment.matrix.summary()
+    assert built  # the gathered network really ran
+    assert results["gathered"]["bwt"] == 0.0
+    assert abs(results["gathered"]["acc"] - results["masked"]["acc"]) < 3.0

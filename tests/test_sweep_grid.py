@@ -400,11 +400,25 @@ def test_every_config_field_is_classified_for_the_run_hash():
     result_fields = {"dataset", "tasks", "class_order", "num_classes", "backbone", "bn", "init", "erk_power_scale",
                      "growth", "sparsity", "drop", "drop_rate", "final_drop_rate", "drop_schedule", "update_frequency",
                      "free_init", "structure", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-                     "precision", "seed"}
+                     "precision", "seed", "channel_training"}
     assert NON_RESULT_FIELDS == {"data_dir", "download", "device", "threads", "out", "progress", "checkpoint_budget",
                                  "eval", "agnostic"}
     assert set(FIELD_NAMES) == result_fields | NON_RESULT_FIELDS
     # a backbone's and a data set's options are result settings unless declared otherwise
-    assert set(result_settings(resolve({}))) == result_fields | {"width"}
-    assert set(result_settings(resolve({"dataset": "miniimagenet"}))) == result_fields | {"width", "stem", "image_size",
-                                                                                          "split"}
+    at_default = result_fields - {"channel_training"}  # left out at its default (the next test)
+    assert set(result_settings(resolve({}))) == at_default | {"width"}
+    assert set(result_settings(resolve({"dataset": "miniimagenet"}))) == at_default | {"width", "stem", "image_size",
+                                                                                       "split"}
+
+
+def test_a_setting_added_later_keeps_earlier_run_ids_at_its_default():
+    """channel_training (added after the study's runs): 'masked' is what dstcl did before, so it is left out of
+    the id; any other value is a different run."""
+    from dstcl.config import NEUTRAL_DEFAULTS, resolve
+    from dstcl.run.hashing import config_hash
+
+    assert NEUTRAL_DEFAULTS == {"channel_training": "masked"}
+    flat = resolve({"structure": "channel"}).flat()
+    before = {k: v for k, v in flat.items() if k != "channel_training"}  # a config.json written before the field
+    assert config_hash(flat) == config_hash(before)
+    assert config_hash({**flat, "channel_training": "gathered"}) != config_hash(before)

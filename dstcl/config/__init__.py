@@ -5,13 +5,13 @@
 * :mod:`.resolve` — defaults < data set < preset < file < flags, and :func:`validate`.
 """
 
-from .fields import (FIELD_NAMES, FLAT, NON_RESULT_FIELDS, RESOLVED, SPARSITY, all_option_names, check_field,
+from .fields import (FIELD_NAMES, FLAT, NEUTRAL_DEFAULTS, NON_RESULT_FIELDS, RESOLVED, SPARSITY, all_option_names, check_field,
                      result_keys, saved_settings)
 from .resolve import PRESETS, from_flat, load_config_file, replace, resolve, validate
 from .sections import SECTIONS, DataSettings, ModelSettings, RunConfig, RunSettings
 
 __all__ = [
-    "FIELD_NAMES", "FLAT", "NON_RESULT_FIELDS", "PRESETS", "RESOLVED", "saved_settings", "SECTIONS", "SPARSITY", "DataSettings", "ModelSettings",
+    "FIELD_NAMES", "FLAT", "NEUTRAL_DEFAULTS", "NON_RESULT_FIELDS", "PRESETS", "RESOLVED", "saved_settings", "SECTIONS", "SPARSITY", "DataSettings", "ModelSettings",
     "RunConfig", "RunSettings", "all_option_names", "check_field", "from_flat", "load_config_file", "replace",
     "resolve", "result_keys", "validate",
 ]

@@ -32,6 +32,8 @@ for _name, (_section, _) in FLAT.items():
     FIELD_NAMES.append(_name)
 SPARSITY_HELP = "fraction of inactive weights per task (0.8 = 80 %); density = 1 - sparsity"
 NON_RESULT_FIELDS = frozenset(n for n, (_, f) in FLAT.items() if not f.metadata.get("result", True))
+# result fields added later whose default reproduces earlier runs: left out of a run id at that default
+NEUTRAL_DEFAULTS = {n: f.default for n, (_, f) in FLAT.items() if f.metadata.get("added")}
 
 
 def owner_class(name: str) -> type:
@@ -129,7 +131,7 @@ def result_keys(values: Mapping[str, Any]) -> set[str]:
     keys = {n for n in FIELD_NAMES if n not in NON_RESULT_FIELDS}
     for kind, key in (("model", "backbone"), ("data", "dataset")):
         keys |= {o.name for o in options_of(kind, values.get(key)) if o.result}
-    return {k for k in values if k in keys}
+    return {k for k in values if k in keys and not (k in NEUTRAL_DEFAULTS and values[k] == NEUTRAL_DEFAULTS[k])}
 
 
 def names_for_suggestion(dataset: str | None = None, backbone: str | None = None) -> list[str]:

@@ -145,7 +145,26 @@ def validate(cfg: RunConfig) -> RunConfig:
             "growth 'momentum' ranks weights by the optimizer's momentum, but sgd with momentum 0 keeps none; "
             "use --momentum > 0, --optimizer adam, or another growth criterion."
         )
+    if train.channel_training == "gathered":
+        _check_gathered_training(cfg)
     return cfg
+
+
+def _check_gathered_training(cfg: RunConfig) -> None:
+    """Gathered channel training computes only live channels (dstcl/train/gathered.py): what it needs."""
+    problem = None
+    if cfg.sparse.structure != "channel":
+        problem = "it needs channel-structured subnetworks (--structure channel)"
+    elif cfg.train.method not in ("dst", "static"):
+        problem = f"method {cfg.train.method!r} trains a dense network, which has no inactive channels to skip"
+    elif cfg.model.bn != "batch":
+        problem = "it supports batch-statistics BatchNorm only (--bn batch)"
+    elif cfg.sparse.needs("momentum", cfg.data.tasks) or "auto" in str(cfg.sparse.growth):
+        problem = ("growth that reads the optimizer momentum of inactive weights (momentum, auto) needs the dense "
+                   "gradient at every step, which gathered training does not compute")
+    if problem:
+        raise ConfigError(f"--channel-training gathered: {problem}. Use --channel-training masked (the default), "
+                          "or change the setting named.")
 
 
 def replace(cfg: RunConfig, **changes: Any) -> RunConfig:

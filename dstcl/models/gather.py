@@ -24,32 +24,55 @@ from torch import nn
 
 
 class GatheredConv2d(nn.Module):
-    """A Conv2d computing only ``out_index`` channels from ``in_index`` channels; scattered back to full size."""
+    """A Conv2d computing only ``out_index`` channels from ``in_index`` channels; scattered back to full size.
 
-    def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor, out_index: torch.Tensor):
+    ``live``: the weights are gathered from ``conv``'s parameter at every call (differentiable, so a
+    gradient reaches the full-size parameter); otherwise they are copied once (evaluation, export).
+    """
+
+    def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor, out_index: torch.Tensor, live: bool = False):
         super().__init__()
         self.out_channels = conv.out_channels
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.register_buffer("in_index", in_index)
         self.register_buffer("out_index", out_index)
-        self.register_buffer("weight", conv.weight.detach()[out_index][:, in_index].contiguous())
+        self.live = live
+        if live:
+            self.source = conv
+        else:
+            self.register_buffer("weight", conv.weight.detach()[out_index][:, in_index].contiguous())
+
+    def gathered_weight(self) -> torch.Tensor:
+        if self.live:
+            return self.source.weight.index_select(0, self.out_index).index_select(1, self.in_index)
+        return self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x.index_select(1, self.in_index), self.weight, None, self.stride, self.padding, self.dilation)
+        y = F.conv2d(x.index_select(1, self.in_index), self.gathered_weight(), None, self.stride, self.padding,
+                     self.dilation)
         out = y.new_zeros((y.shape[0], self.out_channels, *y.shape[2:]))
         return out.index_copy_(1, self.out_index, y)
 
 
 class GatheredLinear(nn.Module):
-    def __init__(self, linear: nn.Linear, in_index: torch.Tensor, out_index: torch.Tensor):
+    def __init__(self, linear: nn.Linear, in_index: torch.Tensor, out_index: torch.Tensor, live: bool = False):
         super().__init__()
         self.out_features = linear.out_features
         self.register_buffer("in_index", in_index)
         self.register_buffer("out_index", out_index)
-        self.register_buffer("weight", linear.weight.detach()[out_index][:, in_index].contiguous())
+        self.live = live
+        if live:
+            self.source = linear
+        else:
+            self.register_buffer("weight", linear.weight.detach()[out_index][:, in_index].contiguous())
+
+    def gathered_weight(self) -> torch.Tensor:
+        if self.live:
+            return self.source.weight.index_select(0, self.out_index).index_select(1, self.in_index)
+        return self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x.index_select(-1, self.in_index), self.weight)
+        y = F.linear(x.index_select(-1, self.in_index), self.gathered_weight())
         out = y.new_zeros((*y.shape[:-1], self.out_features))
         return out.index_copy_(-1, self.out_index, y)
 
@@ -69,9 +92,10 @@ def _norm_compact(norm: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torc
 
 class GatheredBasicBlock(nn.Module):
     """A ResNet BasicBlock whose inner activations stay compact (only the live channels, never scattered):
-    conv1 -> BN -> ReLU -> conv2 -> BN on gathered channels, then one scatter to add the shortcut."""
+    conv1 -> BN -> ReLU -> conv2 -> BN on gathered channels, then one scatter to add the shortcut.
+    ``live`` as for :class:`GatheredConv2d`."""
 
-    def __init__(self, block: nn.Module, live: dict[str, torch.Tensor], prefix: str):
+    def __init__(self, block: nn.Module, live: dict[str, torch.Tensor], prefix: str, live_weights: bool = False):
         super().__init__()
         w1, w2 = block.conv1.weight.detach(), block.conv2.weight.detach()
         in1 = live[f"{prefix}.conv1"].nonzero().flatten()
@@ -80,22 +104,31 @@ class GatheredBasicBlock(nn.Module):
         self.register_buffer("in1", in1)
         self.register_buffer("mid", mid)
         self.register_buffer("out_index", out)
-        self.register_buffer("w1", w1[mid][:, in1].contiguous())
-        self.register_buffer("w2", w2[out][:, mid].contiguous())
-        self.conv1, self.conv2 = block.conv1, block.conv2  # strides and paddings
+        self.live = live_weights
+        if not live_weights:
+            self.register_buffer("w1", w1[mid][:, in1].contiguous())
+            self.register_buffer("w2", w2[out][:, mid].contiguous())
+        self.conv1, self.conv2 = block.conv1, block.conv2  # strides and paddings (and the weights when live)
         self.bn1, self.bn2 = block.bn1, block.bn2
         self.shortcut = block.shortcut
         self.out_channels = block.conv2.out_channels
 
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.live:
+            return (self.conv1.weight.index_select(0, self.mid).index_select(1, self.in1),
+                    self.conv2.weight.index_select(0, self.out_index).index_select(1, self.mid))
+        return self.w1, self.w2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2 = self.conv1, self.conv2
-        h = F.conv2d(x.index_select(1, self.in1), self.w1, None, c1.stride, c1.padding, c1.dilation)
+        w1, w2 = self.weights()
+        h = F.conv2d(x.index_select(1, self.in1), w1, None, c1.stride, c1.padding, c1.dilation)
         h = F.relu(_norm_compact(self.bn1, h, self.mid))
-        h = F.conv2d(h, self.w2, None, c2.stride, c2.padding, c2.dilation)
+        h = F.conv2d(h, w2, None, c2.stride, c2.padding, c2.dilation)
         h = _norm_compact(self.bn2, h, self.out_index)
         h = h.to(x.dtype)
-        if len(self.shortcut) == 0:  # identity: x may still be read elsewhere, so add out of place
-            return F.relu(x.index_add(1, self.out_index, h))
+        if len(self.shortcut) == 0 or self.live:  # x may be read elsewhere; autograd may need the sum's input
+            return F.relu(self.shortcut(x).index_add(1, self.out_index, h))
         return F.relu(self.shortcut(x).index_add_(1, self.out_index, h))
 
 
@@ -135,31 +168,43 @@ def live_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tor
     return found
 
 
-def gather_channels(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-    """A copy of ``model`` (with its current weights) computing only live channels (see the module doc)."""
+def gather_channels(model: nn.Module, input_shape: tuple[int, ...], *, live: bool = False) -> nn.Module:
+    """A copy of ``model`` computing only live channels (see the module doc).
+
+    Default: a deep copy holding the current weights (evaluation, the model file). ``live``: a copy of
+    the module structure that shares ``model``'s parameters and BatchNorm buffers and gathers the live
+    weights at every call, so training it trains ``model`` (rebuild it whenever the masks change).
+    """
     from .resnet import BasicBlock
 
-    gathered = copy.deepcopy(model)
-    live = live_inputs(gathered, input_shape)
+    gathered = _structural_copy(model) if live else copy.deepcopy(model)
+    found = live_inputs(model, input_shape)
     for name, module in list(gathered.named_modules()):
         if isinstance(module, BasicBlock):  # keep the block's inner activations compact
             parent, _, child = name.rpartition(".")
             setattr(gathered.get_submodule(parent) if parent else gathered, child,
-                    GatheredBasicBlock(module, live, name))
+                    GatheredBasicBlock(module, found, name, live_weights=live))
     for name, module in list(gathered.named_modules()):
-        if _inside_block(gathered, name):  # a gathered block's own convolutions (kept for their geometry)
+        if _inside_block(gathered, name) or ".source" in f".{name}":  # kept for their geometry / weights
             continue
         if isinstance(module, nn.Conv2d) and module.groups == 1 and module.bias is None:
             out_active = module.weight.detach().reshape(module.out_channels, -1).ne(0).any(dim=1)
-            replacement = GatheredConv2d(module, live[name].nonzero().flatten(), out_active.nonzero().flatten())
+            replacement = GatheredConv2d(module, found[name].nonzero().flatten(), out_active.nonzero().flatten(), live)
         elif isinstance(module, nn.Linear) and module.bias is None:
             out_active = module.weight.detach().ne(0).any(dim=1)
-            replacement = GatheredLinear(module, live[name].nonzero().flatten(), out_active.nonzero().flatten())
+            replacement = GatheredLinear(module, found[name].nonzero().flatten(), out_active.nonzero().flatten(), live)
         else:
             continue
         parent, _, child = name.rpartition(".")
         setattr(gathered.get_submodule(parent) if parent else gathered, child, replacement)
-    return gathered.eval()
+    return gathered if live else gathered.eval()
+
+
+def _structural_copy(module: nn.Module) -> nn.Module:
+    """The module tree copied, parameters and buffers shared (replacing a child in it leaves ``module`` as is)."""
+    clone = copy.copy(module)
+    clone._modules = {name: _structural_copy(child) for name, child in module._modules.items() if child is not None}
+    return clone
 
 
 def _inside_block(model: nn.Module, name: str) -> bool:
@@ -172,7 +217,7 @@ def computed_channels(gathered: nn.Module) -> int:
     total = 0
     for module in gathered.modules():
         if isinstance(module, GatheredBasicBlock):
-            total += module.w1.shape[0] + module.w2.shape[0]
+            total += module.mid.numel() + module.out_index.numel()
         elif isinstance(module, (GatheredConv2d, GatheredLinear)):
-            total += module.weight.shape[0]
+            total += module.out_index.numel()
     return total

@@ -25,7 +25,9 @@ from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
+from ..sparse.criteria import GROW
 from ..train.evaluate import EvalSet, eval_batches
+from ..train.gathered import GatheredTraining
 from ..train.precision import memory_format
 from ..train.trainer import TaskTrainer
 from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
@@ -233,7 +235,7 @@ class Experiment(ExperimentCheckpoints):
         trainer = TaskTrainer(
             self.model, self.learner, i, train_x, train_y, head,
             lambda xb, g: self._format(self.augment(xb, g, train=True)), cfg.train,
-            generator=self.generator, device=self.device, log=run.event,
+            generator=self.generator, device=self.device, log=run.event, network=self._training_network(i),
         )
         if self.trainer_state is not None:
             trainer.load_state_dict(self.trainer_state)
@@ -291,6 +293,14 @@ class Experiment(ExperimentCheckpoints):
                       f"({summary['seconds']:.1f} s)")
         else:
             self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
+
+    def _training_network(self, i: int):
+        """``--channel-training gathered``: the live-channel network for task ``i``'s steps; else None."""
+        if self.cfg.train.channel_training != "gathered":
+            return None
+        growth = self.learner.plan.for_task(i)
+        needs_gradient = growth in GROW and GROW.entry(growth).meta.get("needs") == "gradient"
+        return GatheredTraining(self.model, self.learner, self.image_shape, needs_gradient).network
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ..settings import check_fields, setting
 from ..sparse.optim import OPTIMIZERS
+from .gathered import CHANNEL_TRAINING
 from .methods import METHODS
 from .precision import PRECISIONS
 
@@ -32,6 +33,10 @@ class TrainConfig:
     precision: str = setting("fp32", "arithmetic: fp32, bf16 (autocast; CPUs with native bf16, GPUs), fp16 "
                              "(autocast + gradient scaling, CUDA), or auto (the fastest of them this device runs "
                              "natively); weights and optimizer state stay fp32", choices=PRECISIONS)
+    channel_training: str = setting("masked", "with --structure channel: train the masked full-size network, or "
+                                    "only the live channels (gathered: faster at high sparsity; equal up to "
+                                    "floating-point summation order; docs/algorithm.md)", choices=CHANNEL_TRAINING,
+                                    added=True)
     lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (library-only)
     lr_gamma: float = 0.1
 

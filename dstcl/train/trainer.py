@@ -80,8 +80,12 @@ class TaskTrainer:
         generator: torch.Generator,
         device: torch.device,
         log: Callable[[dict], None] = lambda event: None,
+        network: Callable[[], nn.Module] | None = None,
     ):
+        """``network``: the module the next step runs (default ``model``; gathered channel training gives
+        a smaller network sharing ``model``'s parameters: :mod:`dstcl.train.gathered`)."""
         self.model, self.learner, self.task = model, learner, task
+        self.network = network or (lambda: model)
         self.train_x, self.train_y = train_x, train_y
         self.head = logit_slice if callable(logit_slice) else slice_head(logit_slice)
         self.augment, self.config, self.generator, self.device, self.log = augment, config, generator, device, log
@@ -127,7 +131,7 @@ class TaskTrainer:
             xb = self.augment(self.train_x[idx], self.aug_generator)
             yb = self.train_y[idx]
             with autocast(self.config.precision, self.device):
-                logits, yb = self.head(self.model(xb), yb)
+                logits, yb = self.head(self.network()(xb), yb)
                 loss = self.loss_fn(logits, yb)
             if faults.poisoned("loss"):
                 loss = loss * float("nan")
