@@ -23,29 +23,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class GatheredConv2d(nn.Module):
-    """A Conv2d computing only ``out_index`` channels from ``in_index`` channels; scattered back to full size.
+class _GatheredWeights(nn.Module):
+    """The live rows (``out_index``) and columns (``in_index``) of a layer's weight: copied once, or, with
+    ``live``, gathered from the layer's parameter at every call (differentiable, so a gradient reaches the
+    full-size parameter: gathered training)."""
 
-    ``live``: the weights are gathered from ``conv``'s parameter at every call (differentiable, so a
-    gradient reaches the full-size parameter); otherwise they are copied once (evaluation, export).
-    """
-
-    def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor, out_index: torch.Tensor, live: bool = False):
+    def __init__(self, layer: nn.Module, in_index: torch.Tensor, out_index: torch.Tensor, live: bool):
         super().__init__()
-        self.out_channels = conv.out_channels
-        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.register_buffer("in_index", in_index)
         self.register_buffer("out_index", out_index)
         self.live = live
         if live:
-            self.source = conv
+            self.source = layer
         else:
-            self.register_buffer("weight", conv.weight.detach()[out_index][:, in_index].contiguous())
+            self.register_buffer("weight", layer.weight.detach()[out_index][:, in_index].contiguous())
 
     def gathered_weight(self) -> torch.Tensor:
         if self.live:
             return self.source.weight.index_select(0, self.out_index).index_select(1, self.in_index)
         return self.weight
+
+
+class GatheredConv2d(_GatheredWeights):
+    """A Conv2d computing only ``out_index`` channels from ``in_index`` channels; scattered back to full size."""
+
+    def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor, out_index: torch.Tensor, live: bool = False):
+        super().__init__(conv, in_index, out_index, live)
+        self.out_channels = conv.out_channels
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x.index_select(1, self.in_index), self.gathered_weight(), None, self.stride, self.padding,
@@ -54,22 +59,10 @@ class GatheredConv2d(nn.Module):
         return out.index_copy_(1, self.out_index, y)
 
 
-class GatheredLinear(nn.Module):
+class GatheredLinear(_GatheredWeights):
     def __init__(self, linear: nn.Linear, in_index: torch.Tensor, out_index: torch.Tensor, live: bool = False):
-        super().__init__()
+        super().__init__(linear, in_index, out_index, live)
         self.out_features = linear.out_features
-        self.register_buffer("in_index", in_index)
-        self.register_buffer("out_index", out_index)
-        self.live = live
-        if live:
-            self.source = linear
-        else:
-            self.register_buffer("weight", linear.weight.detach()[out_index][:, in_index].contiguous())
-
-    def gathered_weight(self) -> torch.Tensor:
-        if self.live:
-            return self.source.weight.index_select(0, self.out_index).index_select(1, self.in_index)
-        return self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x.index_select(-1, self.in_index), self.gathered_weight())
@@ -218,6 +211,6 @@ def computed_channels(gathered: nn.Module) -> int:
     for module in gathered.modules():
         if isinstance(module, GatheredBasicBlock):
             total += module.mid.numel() + module.out_index.numel()
-        elif isinstance(module, (GatheredConv2d, GatheredLinear)):
+        elif isinstance(module, _GatheredWeights):
             total += module.out_index.numel()
     return total

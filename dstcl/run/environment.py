@@ -9,6 +9,8 @@ machine's core count. Either way the count used is recorded in ``config.json``.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import signal
@@ -164,15 +166,15 @@ def release_free_memory() -> bool:
     so without this the resident size grows by the transient peak of every task end. Called between
     tasks, where it costs a few milliseconds.
     """
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim if sys.platform.startswith("linux") else False
-        except (OSError, AttributeError):
-            _TRIM = False
-    return bool(_TRIM and _TRIM(0))
+    trim = _malloc_trim()
+    return bool(trim is not None and trim(0))
 
 
-_TRIM = None
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None

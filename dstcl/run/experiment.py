@@ -25,7 +25,7 @@ from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
-from ..sparse.criteria import GROW
+from ..sparse.criteria import grow_needs
 from ..train.evaluate import EvalSet, eval_batches
 from ..train.gathered import GatheredTraining
 from ..train.precision import memory_format
@@ -298,8 +298,7 @@ class Experiment(ExperimentCheckpoints):
         """``--channel-training gathered``: the live-channel network for task ``i``'s steps; else None."""
         if self.cfg.train.channel_training != "gathered":
             return None
-        growth = self.learner.plan.for_task(i)
-        needs_gradient = growth in GROW and GROW.entry(growth).meta.get("needs") == "gradient"
+        needs_gradient = grow_needs(self.learner.plan.for_task(i)) == "gradient"
         return GatheredTraining(self.model, self.learner, self.image_shape, needs_gradient).network
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
 from ..settings import check_fields, setting
-from .criteria import DROP, GROW
+from .criteria import DROP, grow_needs
 from .density import DENSITY_RULES, check_density
 from .growth_plan import GrowthPlan, parse_growth
 from .schedules import DROP_SCHEDULES
@@ -63,7 +63,7 @@ class SparseConfig:
         """Whether a growth criterion of the plan declares it needs ``what`` (e.g. "momentum")."""
         plan = parse_growth(self.growth)
         names = plan.describe(num_tasks) if num_tasks is not None else plan.criteria()
-        return self.dynamic and any(n in GROW and GROW.entry(n).meta.get("needs") == what for n in names)
+        return self.dynamic and any(grow_needs(n) == what for n in names)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -91,6 +91,11 @@ def register_drop(name: str, *, override: bool = False) -> Callable[[ScoreFn], S
     return DROP.register(name, override=override)
 
 
+def grow_needs(name: str) -> str | None:
+    """What a registered growth criterion reads beyond the weights ("gradient", "momentum") or None."""
+    return GROW.entry(name).meta.get("needs") if name in GROW else None
+
+
 def register_grow(name: str, *, frozen: str = "score", needs: str | None = None,
                   override: bool = False) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator registering a growth criterion (high score = grown first).
