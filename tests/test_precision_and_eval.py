@@ -140,3 +140,18 @@ def test_joint_training_is_one_phase_over_all_tasks_with_task_heads(tmp_path):
                 if '"task_end"' in line]
     assert len(ends) == 1 and abs(ends[0]["steps"] - sum(e["steps"] for e in seq_ends)) <= 3 * 2
     assert sequential["status"] == "completed"
+
+
+def test_acc_evaluation_measures_only_the_diagonal_and_the_final_row(tmp_path):
+    needed = _run(tmp_path, "needed", tasks=3).metrics
+    acc = _run(tmp_path, "acc", tasks=3, eval="acc").metrics
+    R, A = needed["accuracy_matrix"], acc["accuracy_matrix"]
+    for i in range(3):
+        for j in range(i + 1):
+            assert A[i][j] == R[i][j], (i, j)  # the same numbers where both have them (one training)
+        assert all(A[i][j] is None for j in range(i + 1, 3))  # no superdiagonal
+    assert (acc["acc"], acc["bwt"]) == (needed["acc"], needed["bwt"])
+    assert acc["baseline_accuracy"] is None and acc["fwt"] is None and acc["fwt_reference"] is None
+    assert acc["evaluation"]["measured"] == 2 * 3 - 1 and acc["evaluation"]["proven"] == 1
+    summary = (tmp_path / "acc" / "summary.md").read_text()
+    assert "n/a (needs --eval needed)" in summary

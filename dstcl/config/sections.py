@@ -54,8 +54,9 @@ class RunSettings:
     agnostic: bool = setting(False, "also measure prediction without the task label at the end: task-inference "
                              "and class-incremental accuracy (T passes over all test sets)", result=False)
     eval: str = setting("needed", "accuracy matrix: needed (the diagonal, the entries GEM's FWT needs and the final "
-                        "row measured; the rest proven unchanged by a digest) or full (every entry measured, as the "
-                        "reference; needed for the reference's FWT)", choices=EVAL_MODES, result=False)
+                        "row measured; the rest proven unchanged by a digest), acc (only the diagonal and the final "
+                        "row: ACC and BWT, no FWT; half the passes) or full (every entry measured, as the reference; "
+                        "needed for the reference's FWT)", choices=EVAL_MODES, result=False)
 
 
 SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "sparse": SparseConfig,

@@ -172,7 +172,7 @@ class Experiment(ExperimentCheckpoints):
         self.echo(f"run directory: {run.path}")
         status, error = "running", None
         try:
-            if self.matrix.baseline is None:
+            if self.matrix.wants_baseline:
                 run.event({"event": "baseline", "accuracy": self.matrix.measure_baseline()})
             bar = _progress_factory(self.cfg.run.progress)
             for i in range(self.next_task, len(self.train_data)):

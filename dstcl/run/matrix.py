@@ -18,6 +18,8 @@ Every test set is walked in its canonical class-mixed order (:class:`~dstcl.trai
   every later task; equal digests make ``R[i][j] = R[j][j]`` exact (evaluation is deterministic), and
   a mismatch is an error. Entries above the superdiagonal stay ``None``, so the reference's FWT needs
   ``--eval full``. About ``4T`` evaluation passes instead of ``T(T+1)/2 + T(T-1)/2 + T``.
+* ``acc``: only what ACC and BWT need: the diagonal and the final row (2T - 1 passes, the rest proven
+  as above); no superdiagonal and no baseline, so both FWTs are ``None``.
 * ``full``: every entry measured, as the reference does (the digests are still checked).
 """
 
@@ -99,6 +101,11 @@ class AccuracyMatrix:
             self._gathered = (task, gather_channels(self.model, self.gather))
         return self._gathered[1]
 
+    @property
+    def wants_baseline(self) -> bool:
+        """Whether the untrained network's accuracy is still to be measured (GEM's FWT reads it)."""
+        return self.baseline is None and self.mode != "acc"
+
     def measure_baseline(self) -> list[float]:
         """The untrained network (the weights in the model now, dense) on every task."""
         self.baseline = [self.measure(j, j, j, network=self.model) for j in range(self.tasks)]
@@ -126,7 +133,8 @@ class AccuracyMatrix:
                 self.R[i][j] = self.R[j][j]  # proven: task j's subnetwork is bit-identical (checked above)
                 self.proven += 1
         self._load(i)
-        for j in range(i + 1, self.tasks if self.mode == "full" else min(i + 2, self.tasks)):
+        ahead = {"full": self.tasks, "needed": min(i + 2, self.tasks), "acc": i + 1}[self.mode]
+        for j in range(i + 1, ahead):
             self.R[i][j] = self.measure(i, j, i)
         self.learned = i + 1
 

@@ -12,14 +12,23 @@ def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
     return "n/a" if value is None else format(value, spec) + unit
 
 
+def _unmeasured(m: dict, key: str, needs: str = "") -> str:
+    """"n/a", with the --eval mode that would measure ``key`` where the run's mode left it out."""
+    mode = (m.get("evaluation") or {}).get("mode")
+    if key == "fwt" and mode == "acc":
+        return f"n/a ({needs}--eval needed)"
+    if key == "fwt_reference" and mode in ("needed", "acc"):
+        return f"n/a ({needs}--eval full)"
+    return "n/a"
+
+
 def summary_line(m: dict) -> str:
     """ACC, BWT and both forward-transfer figures, each named with what it is and its unit."""
-    future = m.get("fwt_reference")
-    future_text = f"{future:.2f} %" if future is not None else (
-        "n/a (--eval full)" if (m.get("evaluation") or {}).get("mode") == "needed" else "n/a")
+    future, fwt = m.get("fwt_reference"), m.get("fwt")
+    future_text = f"{future:.2f} %" if future is not None else _unmeasured(m, "fwt_reference")
+    fwt_text = f"{fwt:+.2f} points" if fwt is not None else _unmeasured(m, "fwt")
     return (f"ACC {_fmt(m.get('acc'), unit=' %')}   BWT {_fmt(m.get('bwt'), '+.2f', ' points')}   "
-            f"{SHORT_LABELS['fwt']} {_fmt(m.get('fwt'), '+.2f', ' points')}   "
-            f"{SHORT_LABELS['fwt_reference']} {future_text}")
+            f"{SHORT_LABELS['fwt']} {fwt_text}   {SHORT_LABELS['fwt_reference']} {future_text}")
 
 
 def format_summary(m: dict, flat: dict, path: Path) -> str:
@@ -43,9 +52,7 @@ def format_summary(m: dict, flat: dict, path: Path) -> str:
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     lines += ["", "| metric | value |", "|---|---|"]
     for key, label in LABELS.items():
-        value = _fmt(m.get(key))
-        if key == "fwt_reference" and m.get(key) is None and (m.get("evaluation") or {}).get("mode") == "needed":
-            value = "n/a (needs --eval full)"
+        value = _fmt(m.get(key)) if m.get(key) is not None else _unmeasured(m, key, "needs ")
         lines.append(f"| {label} | {value} |")
     compute = m.get("compute") or {}
     if compute.get("inference_flops_per_task"):
