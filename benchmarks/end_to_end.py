@@ -33,6 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine  # noqa: E402
 
+from dstcl.train.evaluate import EVAL_MODES  # noqa: E402
+
 MEAN = (0.5071, 0.4865, 0.4409)
 STD = (0.2673, 0.2564, 0.2762)
 
@@ -111,7 +113,7 @@ def main() -> None:
     parser.add_argument("--update-frequency", type=int, default=26)
     parser.add_argument("--threads", type=int, default=None, help="default: the CPUs this process may use")
     parser.add_argument("--precision", choices=("both", "fp32", "bf16"), default="both")
-    parser.add_argument("--eval", choices=("needed", "full"), default="needed")
+    parser.add_argument("--eval", choices=EVAL_MODES, default="needed")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -156,6 +158,11 @@ def main() -> None:
                   f"{seconds['eval']:.1f} s = {100 * seconds['eval'] / seconds['train']:.1f} % of training, the rest "
                   f"{wall - seconds['train'] - seconds['eval']:.1f} s), peak {results[f'dstcl {precision}'][1]:.2f} GB",
                   flush=True)
+            per_pass = seconds["eval"] / seconds["passes"]
+            print(f"  evaluation: {seconds['passes']} passes over 1000 images, {per_pass:.2f} s each; "
+                  f"--eval acc measures {2 * args.tasks - 1} passes: about "
+                  f"{100 * per_pass * (2 * args.tasks - 1) / seconds['train']:.1f} % of training at that pace",
+                  flush=True)
     dense = results["dense fp32"][0] if "dense fp32" in results else None
     for precision in precisions:
         base = dense if dense is not None else results[f"dense {precision}"][0]
@@ -171,7 +178,9 @@ def _phase_seconds(run_dir: Path) -> dict[str, float]:
         if event.get("event") == "task_end":
             train += float(event.get("seconds") or 0.0)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"train": train, "eval": float(metrics.get("evaluation", {}).get("seconds", float("nan")))}
+    evaluation = metrics.get("evaluation", {})
+    return {"train": train, "eval": float(evaluation.get("seconds", float("nan"))),
+            "passes": int(evaluation.get("measured", 0)) or 1}
 
 
 if __name__ == "__main__":
