@@ -179,6 +179,47 @@ def reuse_section(runs: dict, out: Path) -> list[str]:
         diag = [record.metrics["accuracy_matrix"][j][j] for j in range(len(capacity))]
         lines += ["", "Accuracy of each task right after learning it (same run): "
                   + ", ".join(f"{v:.1f}" for v in diag) + "."]
+    return lines + [""] + plasticity_section(runs)
+
+
+def _reused_share(record: Any, task: int) -> float:
+    """Share of task ``task``'s active weights (all layers) that earlier tasks own."""
+    layers = record.capacity()[task]["layers"]
+    return sum(layer["reused_fraction"] * layer["active"] for layer in layers) / sum(layer["active"] for layer in layers)
+
+
+def plasticity_section(runs: dict) -> list[str]:
+    """What reuse does to later tasks: each task's accuracy right after learning it under DST (on top of
+    frozen earlier weights, its own 20 % of the network) against dense fine-tuning (the whole network
+    trainable, starting from the previous task's weights), same seeds, same data."""
+    fine = runs.get(("finetune", "erk", "random", 0.8), {})
+    keys = [k for k in (("dst", "erk", "random", 0.8), ("dst", "uniform", "random", 0.8)) if runs.get(k)]
+    if not keys:
+        return []
+    T = len(next(iter(runs[keys[0]].values())).metrics["accuracy_matrix"])
+    diag = lambda record, j: record.metrics["accuracy_matrix"][j][j]  # noqa: E731
+    head = "| task | " + " | ".join(f"{label(k)}: reused share | right after learning" for k in keys)
+    lines = ["#### Later tasks keep learning: accuracy right after learning each task (mean over seeds)", "",
+             head + " | fine-tuning (dense, no isolation) |", "|---|" + "---|---|" * len(keys) + "---|"]
+    for j in range(T):
+        cells = []
+        for key in keys:
+            seeds = runs[key].values()
+            cells += [f"{100 * statistics.mean(_reused_share(r, j) for r in seeds):.0f} %",
+                      fmt([diag(r, j) for r in seeds])]
+        cells.append(fmt([diag(r, j) for r in fine.values()]))
+        lines.append(f"| {j} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for key in keys:
+        paired = [(seed, r) for seed, r in runs[key].items() if seed in fine]
+        if len(paired) < 2:
+            continue
+        gap = lambda j: [diag(r, j) - diag(fine[seed], j) for seed, r in paired]  # noqa: E731
+        first, later = gap(0), [statistics.mean(gap(j)) for j in range(1, T)]
+        lines.append(f"- {label(key)} minus fine-tuning, right after learning ({len(paired)} paired seeds): task 0 "
+                     f"{statistics.mean(first):+.2f} points (sparsity alone), tasks 1-{T - 1} "
+                     f"{statistics.mean(later):+.2f} on average (sparsity plus learning on top of frozen weights), "
+                     f"task {T - 1} {later[-1]:+.2f}.")
     return lines + [""]
 
 
