@@ -138,6 +138,8 @@ def main() -> None:
         else:
             verdict = overall(verdicts)
         md += [f"### {title}: **{verdict}**", "", *lines, ""]
+        if title.startswith("C4"):
+            md += schedule_check(runs, dst("erk", "random@0-4,gradient", 0.8), dst("erk", "random", 0.8), switch=5)
     md += reuse_section(runs, out) + budget_section(Path(args.budget), runs.get(("dst", "erk", "random", 0.8), {}).get(0)) + figures(runs, out, Path(args.page))
     write_generated(Path(args.page), md)
     print(f"wrote the generated part of {args.page}")
@@ -154,6 +156,21 @@ def write_generated(page: Path, lines: list[str]) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     page.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
+
+
+def schedule_check(runs: dict, adaptive: tuple, fixed: tuple, switch: int) -> list[str]:
+    """The schedule uses the fixed criterion before task ``switch``: with the same seed those tasks must come
+    out bit-identical (an independent check of determinism), so the comparison rests on the later tasks."""
+    paired = [(runs[adaptive][s], runs[fixed][s]) for s in sorted(runs.get(adaptive, {})) if s in runs.get(fixed, {})]
+    if not paired:
+        return []
+    final = lambda r: r.metrics["accuracy_matrix"][-1]  # noqa: E731
+    same = all(final(a)[:switch] == final(f)[:switch] for a, f in paired)
+    later = [statistics.mean(final(a)[switch:]) - statistics.mean(final(f)[switch:]) for a, f in paired]
+    return [f"Tasks 0-{switch - 1} of {label(adaptive)} and {label(fixed)} (same seed, same criterion there): "
+            f"{'bit-identical final accuracies in all ' + str(len(paired)) + ' seeds' if same else 'NOT identical (a bug)'}; "
+            f"so the difference lies in tasks {switch}-{len(final(paired[0][0])) - 1}: mean over those tasks, per seed, "
+            + ", ".join(f"{d:+.2f}" for d in later) + " points.", ""]
 
 
 def reuse_section(runs: dict, out: Path) -> list[str]:
