@@ -24,6 +24,7 @@ from _common import alternate, pick_device  # noqa: E402
 
 from dstcl.models import build_model  # noqa: E402
 from dstcl.sparse import SparseConfig, SparseLearner  # noqa: E402
+from dstcl.train.precision import autocast, memory_format  # noqa: E402
 
 
 def main() -> None:
@@ -33,10 +34,13 @@ def main() -> None:
     parser.add_argument("--density", type=float, default=0.2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: autocast, and channels_last on the CPU, on both sides (as dstcl runs it)")
     args = parser.parse_args()
     device = pick_device(args.device)
     torch.manual_seed(0)
     masked_model = build_model("resnet18", num_classes=100).to(device)
+    layout = memory_format(args.precision, torch.device(device), masked_model)  # converts the model in place
     dense_model = copy.deepcopy(masked_model)
     learner = SparseLearner(masked_model, SparseConfig(density=args.density, update_frequency=10**9), num_tasks=2)
     learner.start_task(0, 1)
@@ -44,24 +48,27 @@ def main() -> None:
     learner.start_task(1, 10**6)
     masked_opt = learner.make_optimizer("adam", lr=1e-3)
     dense_opt = torch.optim.Adam(dense_model.parameters(), lr=1e-3, fused=True)  # the same kernel as dstcl's
-    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     loss_fn = nn.CrossEntropyLoss()
 
     def dense_step() -> None:
-        loss = loss_fn(dense_model(x)[:, 10:20], y)
+        with autocast(args.precision, torch.device(device)):
+            loss = loss_fn(dense_model(x)[:, 10:20], y)
         dense_opt.zero_grad(set_to_none=True)
         loss.backward()
         dense_opt.step()
 
     def masked_step() -> None:
-        loss = loss_fn(masked_model(x)[:, 10:20], y)
+        with autocast(args.precision, torch.device(device)):
+            loss = loss_fn(masked_model(x)[:, 10:20], y)
         masked_opt.zero_grad(set_to_none=True)
         loss.backward()
         learner.step(masked_opt)
 
     t = alternate({"dense": dense_step, "masked": masked_step}, device, args.rounds, args.reps)
-    print(f"device: {device}, threads: {torch.get_num_threads()}, batch {args.batch_size}, density {args.density}")
+    print(f"device: {device}, threads: {torch.get_num_threads()}, batch {args.batch_size}, density {args.density}, "
+          f"{args.precision}")
     print(f"dense step:  {t['dense'] * 1e3:8.2f} ms (median of {args.rounds} rounds x {args.reps})")
     print(f"masked step: {t['masked'] * 1e3:8.2f} ms")
     print(f"masked/dense step time ratio: {t['masked'] / t['dense']:.3f}")
