@@ -138,6 +138,8 @@ def main() -> None:
         else:
             verdict = overall(verdicts)
         md += [f"### {title}" + ("" if title.startswith("Baselines") else f": **{verdict}**"), "", *lines, ""]
+        if title.startswith("Baselines"):
+            md += train_check(runs, dst("erk", "random", 0.8), ("static", "erk", "random", 0.8))
         if title.startswith("C4"):
             md += schedule_check(runs, dst("erk", "random@0-4,gradient", 0.8), dst("erk", "random", 0.8), switch=5)
     md += reuse_section(runs, out) + budget_section(Path(args.budget), runs.get(("dst", "erk", "random", 0.8), {}).get(0)) + figures(runs, out, Path(args.page))
@@ -156,6 +158,23 @@ def write_generated(page: Path, lines: list[str]) -> None:
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     page.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
+
+
+def _train_accuracy(record: Any) -> float:
+    """Mean over tasks of the training accuracy over each task's last epoch (augmented images)."""
+    from dstcl.run.rundir import read_events
+
+    ends = [e["train_accuracy"] for e in read_events(record.path) if e.get("event") == "task_end"]
+    return statistics.mean(ends) if ends else float("nan")
+
+
+def train_check(runs: dict, a: tuple, b: tuple) -> list[str]:
+    """A second measurement beside the test accuracy: does the training accuracy rank the two the same way?"""
+    paired = [s for s in sorted(runs.get(a, {})) if s in runs.get(b, {})]
+    if not paired:
+        return []
+    cells = ", ".join(f"seed {s}: {_train_accuracy(runs[a][s]):.1f} vs {_train_accuracy(runs[b][s]):.1f}" for s in paired)
+    return [f"Training accuracy (last epoch of each task, mean over tasks), {label(a)} vs {label(b)}: {cells}.", ""]
 
 
 def schedule_check(runs: dict, adaptive: tuple, fixed: tuple, switch: int) -> list[str]:
