@@ -40,7 +40,7 @@ def main() -> None:
     device = pick_device(args.device)
     torch.manual_seed(0)
     masked_model = build_model("resnet18", num_classes=100).to(device)
-    layout = memory_format(args.precision, torch.device(device), masked_model)  # converts the model in place
+    layout = memory_format(args.precision, device, masked_model)  # converts the model in place
     dense_model = copy.deepcopy(masked_model)
     learner = SparseLearner(masked_model, SparseConfig(density=args.density, update_frequency=10**9), num_tasks=2)
     learner.start_task(0, 1)
@@ -53,14 +53,14 @@ def main() -> None:
     loss_fn = nn.CrossEntropyLoss()
 
     def dense_step() -> None:
-        with autocast(args.precision, torch.device(device)):
+        with autocast(args.precision, device):
             loss = loss_fn(dense_model(x)[:, 10:20], y)
         dense_opt.zero_grad(set_to_none=True)
         loss.backward()
         dense_opt.step()
 
     def masked_step() -> None:
-        with autocast(args.precision, torch.device(device)):
+        with autocast(args.precision, device):
             loss = loss_fn(masked_model(x)[:, 10:20], y)
         masked_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -37,7 +37,7 @@ from ..errors import DstclError
 from ..models import set_task, task_norm_state
 from ..models.gather import gather_channels
 from ..sparse import SparseLearner
-from ..train.evaluate import EVAL_BATCH_SIZE, EvalSet, accuracy
+from ..train.evaluate import EVAL_BATCH_SIZE, FORWARD_METRICS, EvalSet, accuracy
 
 
 class IsolationError(DstclError):
@@ -104,7 +104,7 @@ class AccuracyMatrix:
     @property
     def wants_baseline(self) -> bool:
         """Whether the untrained network's accuracy is still to be measured (GEM's FWT reads it)."""
-        return self.baseline is None and self.mode != "acc"
+        return self.baseline is None and "fwt" in FORWARD_METRICS[self.mode]
 
     def measure_baseline(self) -> list[float]:
         """The untrained network (the weights in the model now, dense) on every task."""
@@ -133,7 +133,8 @@ class AccuracyMatrix:
                 self.R[i][j] = self.R[j][j]  # proven: task j's subnetwork is bit-identical (checked above)
                 self.proven += 1
         self._load(i)
-        ahead = {"full": self.tasks, "needed": min(i + 2, self.tasks), "acc": i + 1}[self.mode]
+        forward = FORWARD_METRICS[self.mode]  # fwt reads the first superdiagonal, fwt_reference all of it
+        ahead = self.tasks if "fwt_reference" in forward else min(i + 2, self.tasks) if "fwt" in forward else i + 1
         for j in range(i + 1, ahead):
             self.R[i][j] = self.measure(i, j, i)
         self.learned = i + 1

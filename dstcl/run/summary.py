@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics import LABELS, SHORT_LABELS
+from ..train.evaluate import FORWARD_METRICS
 
 
 def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
@@ -15,11 +16,10 @@ def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
 def _unmeasured(m: dict, key: str, needs: str = "") -> str:
     """"n/a", with the --eval mode that would measure ``key`` where the run's mode left it out."""
     mode = (m.get("evaluation") or {}).get("mode")
-    if key == "fwt" and mode == "acc":
-        return f"n/a ({needs}--eval needed)"
-    if key == "fwt_reference" and mode in ("needed", "acc"):
-        return f"n/a ({needs}--eval full)"
-    return "n/a"
+    if mode not in FORWARD_METRICS or key in FORWARD_METRICS[mode]:
+        return "n/a"
+    wanted = next((other for other, measured in FORWARD_METRICS.items() if key in measured), None)
+    return f"n/a ({needs}--eval {wanted})" if wanted else "n/a"
 
 
 def summary_line(m: dict) -> str:
