@@ -111,9 +111,14 @@ def test_sigterm_leaves_an_interrupted_run_with_a_resume_hint(tmp_path):
                                 "--threads", "1", "--num-classes", "4", "--tasks", "2", "--run-dir", str(run)],
                                stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    def task_done() -> bool:  # task_end is logged after the checkpoint; the mask file comes before evaluation
+        events = run / "events.jsonl"
+        return events.exists() and '"event": "task_end"' in events.read_text()
+
     deadline = time.time() + 120
-    while time.time() < deadline and not (run / "masks" / "task_00.npz").exists():
+    while time.time() < deadline and not task_done():
         time.sleep(0.2)
+    assert task_done(), "task 0 did not finish within 120 s"
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err
