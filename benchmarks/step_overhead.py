@@ -40,7 +40,7 @@ def main() -> None:
     device = pick_device(args.device)
     torch.manual_seed(0)
     masked_model = build_model("resnet18", num_classes=100).to(device)
-    layout = memory_format(args.precision, device, masked_model)  # converts the model in place
+    layout = memory_format(args.precision, device, masked_model)  # the batch layout dstcl uses
     dense_model = copy.deepcopy(masked_model)
     learner = SparseLearner(masked_model, SparseConfig(density=args.density, update_frequency=10**9), num_tasks=2)
     learner.start_task(0, 1)
