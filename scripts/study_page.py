@@ -66,7 +66,11 @@ def compare(runs: dict, a: tuple, b: tuple, metric: str = "acc") -> tuple[str, s
     seeds = sorted(set(va) & set(vb))
     if len(seeds) < 2:
         return ("–", "inconclusive (fewer than 2 paired seeds)")
-    diffs = [va[s] - vb[s] for s in seeds]
+    return paired([va[s] - vb[s] for s in seeds])
+
+
+def paired(diffs: list[float]) -> tuple[str, str]:
+    """(text, verdict) of paired differences "A - B" by the rule in the docstring (at least 2 of them)."""
     mean = statistics.mean(diffs)
     sd = statistics.stdev(diffs)
     t = math.inf if sd == 0 and mean != 0 else (0.0 if sd == 0 else mean / (sd / math.sqrt(len(diffs))))
@@ -140,6 +144,8 @@ def main() -> None:
         md += [f"### {title}" + ("" if title.startswith("Baselines") else f": **{verdict}**"), "", *lines, ""]
         if title.startswith("Baselines"):
             md += train_check(runs, dst("erk", "random", 0.8), ("static", "erk", "random", 0.8))
+        if title.startswith("C2"):
+            md += sparsity_check(runs, low=0.8, high=0.95)
         if title.startswith("C4"):
             md += schedule_check(runs, dst("erk", "random@0-4,gradient", 0.8), dst("erk", "random", 0.8), switch=5)
     md += reuse_section(runs, out) + budget_section(Path(args.budget), runs.get(("dst", "erk", "random", 0.8), {}).get(0)) + figures(runs, out, Path(args.page))
@@ -190,6 +196,34 @@ def schedule_check(runs: dict, adaptive: tuple, fixed: tuple, switch: int) -> li
             f"{'bit-identical final accuracies in all ' + str(len(paired)) + ' seeds' if same else 'NOT identical (a bug)'}; "
             f"so the difference lies in tasks {switch}-{len(final(paired[0][0])) - 1}: mean over those tasks, per seed, "
             + ", ".join(f"{d:+.2f}" for d in later) + " points.", ""]
+
+
+def sparsity_check(runs: dict, low: float, high: float) -> list[str]:
+    """How ERK's lead over uniform changes from ``low`` to ``high`` sparsity, per growth criterion: in ACC
+    (paired over seeds), in each init's ACC, and right after learning on early and late tasks."""
+    lo, hi = f"{100 * low:.0f} %", f"{100 * high:.0f} %"
+    lines = [f"ERK's lead over uniform at {lo} and {hi} sparsity (paired over seeds):", "",
+             f"| growth | ERK − uniform at {lo} | at {hi} | lead shrinks by (paired) | shrinks? | "
+             f"ACC change {lo} → {hi}: ERK | uniform | right after learning, ERK − uniform, tasks 0-4 / 5-9: "
+             f"{lo} | {hi} |", "|---|---|---|---|---|---|---|---|---|"]
+    for growth in ("random", "gradient"):
+        keys = {(i, s): ("dst", i, growth, s) for i in ("erk", "uniform") for s in (low, high)}
+        seeds = sorted(set.intersection(*(set(runs.get(k, {})) for k in keys.values())))
+        if len(seeds) < 2:
+            continue
+        acc = {k: values(runs, key) for k, key in keys.items()}
+        lead = {s: [acc["erk", s][seed] - acc["uniform", s][seed] for seed in seeds] for s in (low, high)}
+        text, verdict = paired([a - b for a, b in zip(lead[low], lead[high])])
+        change = {i: statistics.mean(acc[i, high][seed] - acc[i, low][seed] for seed in seeds) for i in ("erk", "uniform")}
+
+        def after(s: float, tasks: slice) -> str:  # right after learning: the diagonal
+            diag = lambda i, seed: runs[keys[i, s]][seed].metrics["accuracy_matrix"]  # noqa: E731
+            return f"{statistics.mean(diag('erk', seed)[t][t] - diag('uniform', seed)[t][t] for seed in seeds for t in range(10)[tasks]):+.2f}"
+
+        lines.append(f"| {growth} | {statistics.mean(lead[low]):+.2f} | {statistics.mean(lead[high]):+.2f} | {text} | "
+                     f"{verdict} | {change['erk']:+.2f} | {change['uniform']:+.2f} | {after(low, slice(0, 5))} / "
+                     f"{after(low, slice(5, 10))} | {after(high, slice(0, 5))} / {after(high, slice(5, 10))} |")
+    return lines + [""]
 
 
 def reuse_section(runs: dict, out: Path) -> list[str]:
