@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dstcl.cli.main import main  # noqa: E402
@@ -116,6 +116,7 @@ config_documents = st.one_of(plausible_settings(preset=False), settings_map, val
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=documents, config_document=config_documents)
+@example(document={"include": [{"stem": None}]}, config_document={})  # an unset backbone option the base lacks
 def test_random_grid_files_give_a_grid_or_a_grid_error(tmp_path, capsys, document, config_document):
     path = tmp_path / "grid.yaml"
     path.write_text(dump(document), encoding="utf-8")

@@ -81,8 +81,8 @@ def _label(point: Point, cfg: RunConfig) -> tuple[tuple[str, Any], ...]:
             out.append((key, point.preset))
         elif key == "density":
             out.append(("sparsity", cfg.sparsity))
-        else:
-            out.append((key, values[key]))
+        else:  # a backbone or data option left unset (null) is not in the resolved config
+            out.append((key, values.get(key, point.settings.get(key))))
     return tuple(dict(out).items())
 
 
