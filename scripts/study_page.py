@@ -176,25 +176,25 @@ def _train_accuracy(record: Any) -> float:
 
 def train_check(runs: dict, a: tuple, b: tuple) -> list[str]:
     """A second measurement beside the test accuracy: does the training accuracy rank the two the same way?"""
-    paired = [s for s in sorted(runs.get(a, {})) if s in runs.get(b, {})]
-    if not paired:
+    seeds = [s for s in sorted(runs.get(a, {})) if s in runs.get(b, {})]
+    if not seeds:
         return []
-    cells = ", ".join(f"seed {s}: {_train_accuracy(runs[a][s]):.1f} vs {_train_accuracy(runs[b][s]):.1f}" for s in paired)
+    cells = ", ".join(f"seed {s}: {_train_accuracy(runs[a][s]):.1f} vs {_train_accuracy(runs[b][s]):.1f}" for s in seeds)
     return [f"Training accuracy (last epoch of each task, mean over tasks), {label(a)} vs {label(b)}: {cells}.", ""]
 
 
 def schedule_check(runs: dict, adaptive: tuple, fixed: tuple, switch: int) -> list[str]:
     """The schedule uses the fixed criterion before task ``switch``: with the same seed those tasks must come
     out bit-identical (an independent check of determinism), so the comparison rests on the later tasks."""
-    paired = [(runs[adaptive][s], runs[fixed][s]) for s in sorted(runs.get(adaptive, {})) if s in runs.get(fixed, {})]
-    if not paired:
+    pairs = [(runs[adaptive][s], runs[fixed][s]) for s in sorted(runs.get(adaptive, {})) if s in runs.get(fixed, {})]
+    if not pairs:
         return []
     final = lambda r: r.metrics["accuracy_matrix"][-1]  # noqa: E731
-    same = all(final(a)[:switch] == final(f)[:switch] for a, f in paired)
-    later = [statistics.mean(final(a)[switch:]) - statistics.mean(final(f)[switch:]) for a, f in paired]
+    same = all(final(a)[:switch] == final(f)[:switch] for a, f in pairs)
+    later = [statistics.mean(final(a)[switch:]) - statistics.mean(final(f)[switch:]) for a, f in pairs]
     return [f"Tasks 0-{switch - 1} of {label(adaptive)} and {label(fixed)} (same seed, same criterion there): "
-            f"{'bit-identical final accuracies in all ' + str(len(paired)) + ' seeds' if same else 'NOT identical (a bug)'}; "
-            f"so the difference lies in tasks {switch}-{len(final(paired[0][0])) - 1}: mean over those tasks, per seed, "
+            f"{'bit-identical final accuracies in all ' + str(len(pairs)) + ' seeds' if same else 'NOT identical (a bug)'}; "
+            f"so the difference lies in tasks {switch}-{len(final(pairs[0][0])) - 1}: mean over those tasks, per seed, "
             + ", ".join(f"{d:+.2f}" for d in later) + " points.", ""]
 
 
@@ -216,13 +216,15 @@ def sparsity_check(runs: dict, low: float, high: float) -> list[str]:
         text, verdict = paired([a - b for a, b in zip(lead[low], lead[high])])
         change = {i: statistics.mean(acc[i, high][seed] - acc[i, low][seed] for seed in seeds) for i in ("erk", "uniform")}
 
-        def after(s: float, tasks: slice) -> str:  # right after learning: the diagonal
-            diag = lambda i, seed: runs[keys[i, s]][seed].metrics["accuracy_matrix"]  # noqa: E731
-            return f"{statistics.mean(diag('erk', seed)[t][t] - diag('uniform', seed)[t][t] for seed in seeds for t in range(10)[tasks]):+.2f}"
+        def after(s: float, first: bool) -> str:  # right after learning (the diagonal), first or second half
+            R = lambda i, seed: runs[keys[i, s]][seed].metrics["accuracy_matrix"]  # noqa: E731
+            half = len(R("erk", seeds[0])) // 2
+            tasks = range(half) if first else range(half, len(R("erk", seeds[0])))
+            return f"{statistics.mean(R('erk', seed)[t][t] - R('uniform', seed)[t][t] for seed in seeds for t in tasks):+.2f}"
 
         lines.append(f"| {growth} | {statistics.mean(lead[low]):+.2f} | {statistics.mean(lead[high]):+.2f} | {text} | "
-                     f"{verdict} | {change['erk']:+.2f} | {change['uniform']:+.2f} | {after(low, slice(0, 5))} / "
-                     f"{after(low, slice(5, 10))} | {after(high, slice(0, 5))} / {after(high, slice(5, 10))} |")
+                     f"{verdict} | {change['erk']:+.2f} | {change['uniform']:+.2f} | {after(low, True)} / "
+                     f"{after(low, False)} | {after(high, True)} / {after(high, False)} |")
     return lines + [""]
 
 

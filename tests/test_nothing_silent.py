@@ -16,6 +16,7 @@ import datagen
 from dstcl.cli.main import main
 from dstcl.config import resolve
 from dstcl.errors import ConfigError, DataError
+from dstcl.run.rundir import read_events
 
 QUICK = ["--epochs", "2", "--no-progress", "--threads", "1", "--num-classes", "4", "--tasks", "2"]
 
@@ -111,9 +112,9 @@ def test_sigterm_leaves_an_interrupted_run_with_a_resume_hint(tmp_path):
                                 "--threads", "1", "--num-classes", "4", "--tasks", "2", "--run-dir", str(run)],
                                stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+
     def task_done() -> bool:  # task_end is logged after the checkpoint; the mask file comes before evaluation
-        events = run / "events.jsonl"
-        return events.exists() and '"event": "task_end"' in events.read_text()
+        return any(event.get("event") == "task_end" for event in read_events(run))
 
     deadline = time.time() + 120
     while time.time() < deadline and not task_done():
