@@ -9,6 +9,7 @@ import torch
 
 from dstcl.config import resolve
 from dstcl.errors import ConfigError
+from dstcl.models import conv
 from dstcl.run.experiment import Experiment, resume_experiment, run_experiment
 from dstcl.run.matrix import IsolationError
 from dstcl.run.rundir import RunDir
@@ -17,6 +18,9 @@ from dstcl.train import precision as P
 needs_bf16 = pytest.mark.skipif(not P.cpu_has_native_bf16(), reason="this CPU has no native bf16")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 SMALL = {"epochs": 2, "num_classes": 6, "tasks": 3, "threads": 1, "progress": False, "device": "cpu"}
+# Both take the gathered bf16 path in their last convolutions (8 px digits: the small CNN's third layer has
+# 128 channels at 2x2, ResNet-18's last stage at width 8 has 64 channels at 1x1): dstcl.models.conv
+BACKBONES = {"small cnn": {}, "resnet18": {"backbone": "resnet18", "width": 8}}
 
 
 def test_precision_choices_are_checked_for_the_device(monkeypatch):
@@ -37,8 +41,17 @@ def _run(tmp_path, name: str, **settings):
 
 
 @needs_bf16
-def test_bf16_keeps_isolation_exact(tmp_path):
-    result = _run(tmp_path, "bf16", precision="bf16", eval="full")
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bf16_keeps_isolation_exact(tmp_path, monkeypatch, backbone):
+    gathered = {"calls": 0}
+    original_gemm = conv.gemm_conv2d
+
+    def counting(*args, **kwargs):
+        gathered["calls"] += 1
+        return original_gemm(*args, **kwargs)
+    monkeypatch.setattr(conv, "gemm_conv2d", counting)
+    result = _run(tmp_path, "bf16", precision="bf16", eval="full", **BACKBONES[backbone])
+    assert gathered["calls"] > 0
     R = result.metrics["accuracy_matrix"]
     assert result.metrics["bwt"] == 0.0
     for j in range(3):  # every later evaluation of task j equals the first: its weights never moved
@@ -50,9 +63,10 @@ def test_bf16_keeps_isolation_exact(tmp_path):
 
 
 @needs_bf16
-def test_bf16_resume_is_bit_identical(tmp_path, monkeypatch):
-    straight = _run(tmp_path, "straight", precision="bf16")
-    cfg = resolve({**SMALL, "precision": "bf16"})
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bf16_resume_is_bit_identical(tmp_path, monkeypatch, backbone):
+    straight = _run(tmp_path, "straight", precision="bf16", **BACKBONES[backbone])
+    cfg = resolve({**SMALL, "precision": "bf16", **BACKBONES[backbone]})
     experiment = Experiment(cfg, echo=lambda line: None)
     stop = {"count": 0}
     original = experiment._learn_task

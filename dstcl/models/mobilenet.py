@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .conv import Conv2d
 from .norm import batch_norm
 
 # (expansion t, output channels c, repeats n, first stride s)
@@ -37,13 +38,13 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and in_channels == out_channels
         hidden = in_channels * expand_ratio
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1, 1, 0, bias=False),
+            Conv2d(in_channels, hidden, 1, 1, 0, bias=False),
             batch_norm(hidden, bn, max_tasks),
             nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
             batch_norm(hidden, bn, max_tasks),
             nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, out_channels, 1, 1, 0, bias=False),
+            Conv2d(hidden, out_channels, 1, 1, 0, bias=False),
             batch_norm(out_channels, bn, max_tasks),
         )
 
@@ -59,7 +60,7 @@ class MobileNetV2(nn.Module):
         super().__init__()
         channels = int(32 * width_mult)
         features: list[nn.Module] = [nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, 2, 1, bias=False),
+            Conv2d(in_channels, channels, 3, 2, 1, bias=False),
             batch_norm(channels, bn, max_tasks),
             nn.ReLU6(inplace=True),
         )]
@@ -69,7 +70,7 @@ class MobileNetV2(nn.Module):
                 features.append(InvertedResidual(channels, out, s if i == 0 else 1, t, bn, max_tasks))
                 channels = out
         features.append(nn.Sequential(
-            nn.Conv2d(channels, LAST_CHANNELS, 1, 1, 0, bias=False),
+            Conv2d(channels, LAST_CHANNELS, 1, 1, 0, bias=False),
             batch_norm(LAST_CHANNELS, bn, max_tasks),
             nn.ReLU6(inplace=True),
         ))

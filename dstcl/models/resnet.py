@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .conv import Conv2d
 from .norm import batch_norm
 
 STEMS = ("imagenet", "cifar")
@@ -23,14 +24,14 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, bn: str = "batch", max_tasks: int = 100):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = batch_norm(planes, bn, max_tasks)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = batch_norm(planes, bn, max_tasks)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                Conv2d(in_planes, planes, 1, stride=stride, bias=False),
                 batch_norm(planes, bn, max_tasks),
             )
 
@@ -55,9 +56,9 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.conv1 = Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         else:
-            self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+            self.conv1 = Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = batch_norm(width, bn, max_tasks)
         in_planes = width
         stages = []

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .conv import Conv2d
 from .norm import batch_norm, check_bn
 
 
@@ -46,15 +47,15 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2, c3 = width, 2 * width, 4 * width
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, padding=1, bias=False),
+            Conv2d(in_channels, c1, 3, padding=1, bias=False),
             batch_norm(c1, bn, max_tasks),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            Conv2d(c1, c2, 3, padding=1, bias=False),
             batch_norm(c2, bn, max_tasks),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(c2, c3, 3, padding=1, bias=False),
+            Conv2d(c2, c3, 3, padding=1, bias=False),
             batch_norm(c3, bn, max_tasks),
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1),
