@@ -4,7 +4,7 @@ Synthetic data in the real CIFAR-100 format (10 classes per task, 500 training a
 class: 5,000 and 1,000 per task, 32 px), ResNet-18 at full width, density 0.2, ERK, random growth,
 batch 64, 1 epoch per task. The dense loop is what a user would write without dstcl: read the pickles,
 then per task a fresh ResNet-18 and Adam, shuffled batches, normalisation, the task's logits, backward,
-step; no masks, no augmentation, no evaluation, no checkpoints. Everything dstcl adds (masks and
+step; no masks, no augmentation, no evaluation, no checkpoints, and torch's own ``nn.Conv2d``. Everything dstcl adds (masks and
 isolation, DST updates, augmentation, the accuracy matrix, checkpoints, data checks, start-up) is the
 difference. Both run as fresh subprocesses, back to back, with the same thread count.
 
@@ -57,6 +57,17 @@ def write_cifar100(root: Path, classes: int, train_per_class: int, test_per_clas
     return folder
 
 
+def plain(model):
+    """The same ResNet-18 with torch's own ``nn.Conv2d`` (dstcl's ``Conv2d`` gathers small bf16 convolutions
+    into matrix products, which a plain loop would not have): parameters and initialisation unchanged."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.__class__ = nn.Conv2d
+    return model
+
+
 def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, precision: str, threads: int) -> None:
     """The child process of the dense baseline."""
     import torch
@@ -75,7 +86,7 @@ def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, p
     for task in range(tasks):
         keep = (y_all >= task * per_task) & (y_all < (task + 1) * per_task)
         x, y = x_all[keep], y_all[keep] - task * per_task
-        model = build_model("resnet18", num_classes=per_task * tasks, width=width)
+        model = plain(build_model("resnet18", num_classes=per_task * tasks, width=width))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
         for _ in range(epochs):
@@ -164,6 +175,8 @@ def main() -> None:
                   f"{100 * per_pass * (2 * args.tasks - 1) / seconds['train']:.1f} % of training at that pace",
                   flush=True)
     dense = results["dense fp32"][0] if "dense fp32" in results else None
+    if "bf16" in precisions:
+        print(f"(for reference: the bf16 loop / the bf16 run: {results['dense bf16'][0] / results['dstcl bf16'][0]:.2f})")
     for precision in precisions:
         base = dense if dense is not None else results[f"dense {precision}"][0]
         label = "" if precision == "fp32" else f" ({precision} run vs the fp32 loop)"
