@@ -13,7 +13,9 @@ difference. Both run as fresh subprocesses, back to back, with the same thread c
 
 The issue's setting "update every 400 steps" gives no update in a 78-step task (dstcl refuses a DST
 run without any topology update), so the default is every 26 steps: 3 updates per task, DST included.
-Prints each wall time, the peak resident memory of each process, and the ratios last.
+Prints each wall time, the peak resident memory of each process, and the ratios last. On a machine whose
+speed drifts (shared hosts: 10-25 % between runs minutes apart), ``--repeat N`` alternates N pairs and
+takes each side's fastest run.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: the CPUs this process may use")
     parser.add_argument("--precision", choices=("both", "fp32", "bf16"), default="both")
     parser.add_argument("--eval", choices=EVAL_MODES, default="needed")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="back-to-back pairs per precision; the ratios use each side's fastest run")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,43 +148,47 @@ def main() -> None:
         print("bf16: skipped, this CPU has no native bf16 (it would be emulated, many times slower)")
         precisions = [p for p in precisions if p != "bf16"]
     env_python = [sys.executable]
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_cifar100(root / "data", 100, 500, 100)  # the reader checks every class has images
-        for precision in precisions:
-            results[f"dense {precision}"] = timed(env_python + [__file__, "--tasks", str(args.tasks), "--epochs",
-                                                                str(args.epochs), "--width", str(args.width),
-                                                                "--child", str(root / "data"), precision, str(threads)])
-            print(f"dense loop ({precision}): {results[f'dense {precision}'][0]:.1f} s, "
-                  f"peak {results[f'dense {precision}'][1]:.2f} GB", flush=True)
-            run_dir = root / f"run-{precision}"
-            command = env_python + ["-m", "dstcl.cli.main", "run", "--dataset", "cifar100", "--data-dir",
-                                    str(root / "data"), "--no-download", "--num-classes", str(10 * args.tasks),
-                                    "--tasks", str(args.tasks), "--backbone", "resnet18", "--width", str(args.width),
-                                    "--sparsity", "0.8", "--init", "erk", "--growth", "random",
-                                    "--update-frequency", str(args.update_frequency), "--batch-size", "64",
-                                    "--epochs", str(args.epochs), "--threads", str(threads), "--precision", precision,
-                                    "--eval", args.eval, "--no-progress", "--run-dir", str(run_dir)]
-            results[f"dstcl {precision}"] = timed(command)
-            seconds = _phase_seconds(run_dir)
-            wall = results[f"dstcl {precision}"][0]
-            print(f"dstcl run ({precision}): {wall:.1f} s (training {seconds['train']:.1f} s, evaluation "
-                  f"{seconds['eval']:.1f} s = {100 * seconds['eval'] / seconds['train']:.1f} % of training, the rest "
-                  f"{wall - seconds['train'] - seconds['eval']:.1f} s), peak {results[f'dstcl {precision}'][1]:.2f} GB",
-                  flush=True)
-            per_pass = seconds["eval"] / seconds["passes"]
-            print(f"  evaluation: {seconds['passes']} passes over 1000 images, {per_pass:.2f} s each; "
-                  f"--eval acc measures {2 * args.tasks - 1} passes: about "
-                  f"{100 * per_pass * (2 * args.tasks - 1) / seconds['train']:.1f} % of training at that pace",
-                  flush=True)
-    dense = results["dense fp32"][0] if "dense fp32" in results else None
+        for repeat in range(args.repeat):
+            for precision in precisions:
+                dense = timed(env_python + [__file__, "--tasks", str(args.tasks), "--epochs", str(args.epochs),
+                                            "--width", str(args.width), "--child", str(root / "data"), precision,
+                                            str(threads)])
+                results.setdefault(f"dense {precision}", []).append(dense)
+                print(f"dense loop ({precision}): {dense[0]:.1f} s, peak {dense[1]:.2f} GB", flush=True)
+                run_dir = root / f"run-{precision}-{repeat}"
+                command = env_python + ["-m", "dstcl.cli.main", "run", "--dataset", "cifar100", "--data-dir",
+                                        str(root / "data"), "--no-download", "--num-classes", str(10 * args.tasks),
+                                        "--tasks", str(args.tasks), "--backbone", "resnet18", "--width",
+                                        str(args.width), "--sparsity", "0.8", "--init", "erk", "--growth", "random",
+                                        "--update-frequency", str(args.update_frequency), "--batch-size", "64",
+                                        "--epochs", str(args.epochs), "--threads", str(threads), "--precision",
+                                        precision, "--eval", args.eval, "--no-progress", "--run-dir", str(run_dir)]
+                run = timed(command)
+                results.setdefault(f"dstcl {precision}", []).append(run)
+                seconds = _phase_seconds(run_dir)
+                print(f"dstcl run ({precision}): {run[0]:.1f} s (training {seconds['train']:.1f} s, evaluation "
+                      f"{seconds['eval']:.1f} s = {100 * seconds['eval'] / seconds['train']:.1f} % of training, the "
+                      f"rest {run[0] - seconds['train'] - seconds['eval']:.1f} s), peak {run[1]:.2f} GB", flush=True)
+                per_pass = seconds["eval"] / seconds["passes"]
+                print(f"  evaluation: {seconds['passes']} passes over 1000 images, {per_pass:.2f} s each; "
+                      f"--eval acc measures {2 * args.tasks - 1} passes: about "
+                      f"{100 * per_pass * (2 * args.tasks - 1) / seconds['train']:.1f} % of training at that pace",
+                      flush=True)
+    # with --repeat N, each side's fastest run: the one least slowed by whatever else the machine did
+    best = {key: min(wall for wall, _ in runs) for key, runs in results.items()}
+    if args.repeat > 1:
+        print(f"fastest of {args.repeat} runs each: " + ", ".join(f"{key} {wall:.1f} s" for key, wall in best.items()))
+    dense = best.get("dense fp32")
     if "bf16" in precisions:
-        print(f"(for reference: the bf16 loop / the bf16 run: {results['dense bf16'][0] / results['dstcl bf16'][0]:.2f})")
+        print(f"(for reference: the bf16 loop / the bf16 run: {best['dense bf16'] / best['dstcl bf16']:.2f})")
     for precision in precisions:
-        base = dense if dense is not None else results[f"dense {precision}"][0]
+        base = dense if dense is not None else best[f"dense {precision}"]
         label = "" if precision == "fp32" else f" ({precision} run vs the fp32 loop)"
-        print(f"dense-loop/dstcl wall time ratio{label}: {base / results[f'dstcl {precision}'][0]:.2f}")
+        print(f"dense-loop/dstcl wall time ratio{label}: {base / best[f'dstcl {precision}']:.2f}")
 
 
 def _phase_seconds(run_dir: Path) -> dict[str, float]:
