@@ -61,3 +61,21 @@ def describe_machine() -> str:
         cpus = os.cpu_count()
     return (f"machine: {model}, {cpus} CPU(s) available, {' '.join(features) or 'no AVX2'}; torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s)")
+
+
+def learner_in_task_1(model: torch.nn.Module, density: float = 0.2):
+    """(learner, optimizer): ``model`` under a SparseLearner with task 0 learned and frozen (one step) and
+    task 1 in progress, no topology update due, with dstcl's optimizer (fused Adam): a masked step as a
+    run's second task takes it."""
+    import warnings
+
+    from dstcl.sparse import SparseConfig, SparseLearner
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # capacity notes of the one-step task 0
+        learner = SparseLearner(model, SparseConfig(density=density, growth="random", update_frequency=10**9),
+                                num_tasks=2)
+        learner.start_task(0, 1)
+        learner.end_task()
+    learner.start_task(1, 10**6)
+    return learner, learner.make_optimizer("adam", lr=1e-3)

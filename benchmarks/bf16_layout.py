@@ -17,17 +17,15 @@ import argparse
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_machine  # noqa: E402
+from _common import describe_machine, learner_in_task_1  # noqa: E402
 
 from dstcl.models import build_model  # noqa: E402
-from dstcl.sparse import SparseConfig, SparseLearner  # noqa: E402
 from dstcl.train.precision import cpu_has_native_bf16  # noqa: E402
 
 VARIANTS = {  # name: (bf16, model in channels_last, batches in channels_last)
@@ -43,13 +41,7 @@ def make_step(bf16: bool, model_cl: bool, batch_cl: bool, parts: dict[str, float
     model = build_model("resnet18", num_classes=100)
     if model_cl:
         model.to(memory_format=torch.channels_last)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # capacity notes of the one-step task 0
-        learner = SparseLearner(model, SparseConfig(density=0.2, growth="random", update_frequency=10**9), num_tasks=2)
-        learner.start_task(0, 1)
-        learner.end_task()
-    learner.start_task(1, 10**6)
-    optimizer = learner.make_optimizer("adam", lr=1e-3)
+    learner, optimizer = learner_in_task_1(model)
     x = torch.randn(64, 3, 32, 32)
     if batch_cl:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -27,11 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, describe_machine  # noqa: E402
+from _common import alternate, describe_machine, learner_in_task_1  # noqa: E402
 
 from dstcl.models import build_model  # noqa: E402
 from dstcl.models import conv as conv_module  # noqa: E402
-from dstcl.sparse import SparseConfig, SparseLearner  # noqa: E402
 from dstcl.train.precision import cpu_has_native_bf16  # noqa: E402
 
 
@@ -86,13 +82,7 @@ def layer_table(width: int, image_size: int, rounds: int) -> None:
 def make_step(bf16: bool, onednn: bool, width: int, image_size: int):
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=100, width=width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # capacity notes of the one-step task 0
-        learner = SparseLearner(model, SparseConfig(density=0.2, growth="random", update_frequency=10**9), num_tasks=2)
-        learner.start_task(0, 1)
-        learner.end_task()
-    learner.start_task(1, 10**6)
-    optimizer = learner.make_optimizer("adam", lr=1e-3)
+    learner, optimizer = learner_in_task_1(model)
     x = torch.randn(64, 3, image_size, image_size)
     if bf16:
         x = x.contiguous(memory_format=torch.channels_last)  # as --precision bf16 feeds batches on the CPU

@@ -49,3 +49,18 @@ def train_steps(model, learner, optimizer, task: int, steps: int, seed: int = 0,
         if report is not None:
             reports.append(report)
     return reports
+
+
+@pytest.fixture
+def gathered_calls(monkeypatch) -> dict:
+    """Counts calls of dstcl's gathered convolution path (``dstcl.models.conv.gemm_conv2d``): ``["n"]``."""
+    from dstcl.models import conv
+
+    calls = {"n": 0}
+    original = conv.gemm_conv2d
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+    monkeypatch.setattr(conv, "gemm_conv2d", counting)
+    return calls

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dstcl.models import build_model, conv
+from dstcl.models import build_model
 from dstcl.models.conv import Conv2d, gemm_conv2d, use_gemm
 from dstcl.train import precision as P
 
@@ -44,19 +44,8 @@ def test_the_rule_gathers_only_layers_with_few_output_positions_and_many_channel
     assert not use_gemm(16, 128) and not use_gemm(64, 512)  # too many positions
 
 
-def _spy(monkeypatch) -> dict:
-    calls = {"n": 0}
-    original = conv.gemm_conv2d
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
-    monkeypatch.setattr(conv, "gemm_conv2d", counting)
-    return calls
-
-
-def test_fp32_and_other_convolutions_never_take_the_gathered_path(monkeypatch):
-    calls = _spy(monkeypatch)
+def test_fp32_and_other_convolutions_never_take_the_gathered_path(gathered_calls):
+    calls = gathered_calls
     layer = Conv2d(64, 64, 3, padding=1, bias=False)
     x = torch.randn(2, 64, 2, 2)
     torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, padding=1), rtol=0, atol=0)  # fp32: oneDNN, bit for bit
@@ -69,8 +58,8 @@ def test_fp32_and_other_convolutions_never_take_the_gathered_path(monkeypatch):
 
 
 @needs_bf16
-def test_bf16_autocast_gathers_and_matches_onednn_within_bf16_rounding(monkeypatch):
-    calls = _spy(monkeypatch)
+def test_bf16_autocast_gathers_and_matches_onednn_within_bf16_rounding(gathered_calls):
+    calls = gathered_calls
     torch.manual_seed(0)
     layer = Conv2d(128, 256, 3, stride=2, padding=1, bias=True)
     x = torch.randn(8, 128, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_(True)
@@ -92,8 +81,8 @@ def test_bf16_autocast_gathers_and_matches_onednn_within_bf16_rounding(monkeypat
 
 
 @needs_bf16
-def test_resnet18_in_bf16_gathers_its_last_stages_and_keeps_parameter_names(monkeypatch):
-    calls = _spy(monkeypatch)
+def test_resnet18_in_bf16_gathers_its_last_stages_and_keeps_parameter_names(gathered_calls):
+    calls = gathered_calls
     model = build_model("resnet18", num_classes=10, width=64)
     names = set(dict(model.named_parameters()))
     assert names == set(dict(torch.nn.Module.named_parameters(model)))
