@@ -91,3 +91,26 @@ def test_resnet18_in_bf16_gathers_its_last_stages_and_keeps_parameter_names(gath
     # 32 px, imagenet stem: layer3 (256 channels at 4x4: 2 convs per block x 2 blocks + shortcut) and layer4 (2x2)
     assert calls["n"] == 10
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+@needs_bf16
+def test_structured_dsts_compact_layers_follow_the_same_rule(gathered_calls):
+    from dstcl.models.gather import GatheredConv2d
+
+    torch.manual_seed(0)
+    layer = Conv2d(128, 256, 3, stride=2, padding=1, bias=False)
+    live_in, live_out = torch.arange(0, 128, 2), torch.arange(0, 256, 3)  # the compact layer: 64 -> 86 channels
+    with torch.no_grad():
+        layer.weight[:, 1::2] = 0  # dead inputs carry no weight, as structured DST leaves them
+    compact = GatheredConv2d(layer, live_in, live_out)
+    x = torch.randn(4, 128, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = layer(x)  # 256 channels at 4x4: gathered
+        assert gathered_calls["n"] == 1
+        part = compact(x)  # 86 channels at 4x4: below the rule's 256, so oneDNN
+        assert gathered_calls["n"] == 1
+        small = GatheredConv2d(Conv2d(128, 256, 3, stride=4, padding=1, bias=False), live_in, live_out)(x)
+        assert gathered_calls["n"] == 2  # 86 channels at 2x2: gathered
+    assert small.shape == (4, 256, 2, 2)
+    scale = full.float().abs().max()
+    assert (part.float()[:, live_out] - full.float()[:, live_out]).abs().max() <= 2e-2 * scale

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 
 def use_gemm(out_positions: int, out_channels: int) -> bool:
@@ -83,20 +84,28 @@ def gemm_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
 
 
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d``; under CPU bf16 autocast, layers :func:`use_gemm` picks run as matrix products."""
-
-    def _gemm_applies(self, x: torch.Tensor) -> bool:
-        if (self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros"
-                or isinstance(self.padding, str) or x.dim() != 4 or not _bf16_autocast_on_cpu(x)):
-            return False
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> torch.Tensor:
+    """``F.conv2d`` (zero padding), except that under CPU bf16 autocast a layer :func:`use_gemm` picks runs
+    as gathered matrix products. The one place the rule is applied (:class:`Conv2d`, the compact layers
+    of structured DST in :mod:`dstcl.models.gather`)."""
+    stride, dilation = _pair(stride), _pair(dilation)
+    padding = padding if isinstance(padding, str) else _pair(padding)
+    if (groups == 1 and dilation == (1, 1) and not isinstance(padding, str) and x.dim() == 4
+            and _bf16_autocast_on_cpu(x)):
+        (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], stride, padding
         ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
-        return use_gemm(ho * wo, self.out_channels)
+        if use_gemm(ho * wo, weight.shape[0]):
+            with torch.autocast("cpu", enabled=False):
+                low = None if bias is None else bias.to(torch.bfloat16)
+                return gemm_conv2d(x.to(torch.bfloat16), weight.to(torch.bfloat16), low, stride, padding)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` computed by :func:`conv2d` (the same oneDNN call in fp32; the rule under CPU bf16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._gemm_applies(x):
+        if self.padding_mode != "zeros":
             return super().forward(x)
-        with torch.autocast("cpu", enabled=False):
-            bias = None if self.bias is None else self.bias.to(torch.bfloat16)
-            return gemm_conv2d(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), bias, self.stride, self.padding)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import conv2d
+
 
 class _GatheredWeights(nn.Module):
     """The live rows (``out_index``) and columns (``in_index``) of a layer's weight: copied once, or, with
@@ -53,7 +55,7 @@ class GatheredConv2d(_GatheredWeights):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x.index_select(1, self.in_index), self.gathered_weight(), None, self.stride, self.padding,
+        y = conv2d(x.index_select(1, self.in_index), self.gathered_weight(), None, self.stride, self.padding,
                      self.dilation)
         out = y.new_zeros((y.shape[0], self.out_channels, *y.shape[2:]))
         return out.index_copy_(1, self.out_index, y)
@@ -115,9 +117,9 @@ class GatheredBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2 = self.conv1, self.conv2
         w1, w2 = self.weights()
-        h = F.conv2d(x.index_select(1, self.in1), w1, None, c1.stride, c1.padding, c1.dilation)
+        h = conv2d(x.index_select(1, self.in1), w1, None, c1.stride, c1.padding, c1.dilation)
         h = F.relu(_norm_compact(self.bn1, h, self.mid))
-        h = F.conv2d(h, w2, None, c2.stride, c2.padding, c2.dilation)
+        h = conv2d(h, w2, None, c2.stride, c2.padding, c2.dilation)
         h = _norm_compact(self.bn2, h, self.out_index)
         h = h.to(x.dtype)
         if len(self.shortcut) == 0 or self.live:  # x may be read elsewhere; autograd may need the sum's input
