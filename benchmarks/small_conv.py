@@ -28,7 +28,7 @@ from _common import alternate, describe_machine, learner_in_task_1  # noqa: E402
 
 from dstcl.models import build_model  # noqa: E402
 from dstcl.models import conv as conv_module  # noqa: E402
-from dstcl.train.precision import cpu_has_native_bf16  # noqa: E402
+from dstcl.train.precision import cpu_has_native_bf16, memory_format  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -84,8 +84,7 @@ def make_step(bf16: bool, onednn: bool, width: int, image_size: int):
     model = build_model("resnet18", num_classes=100, width=width)
     learner, optimizer = learner_in_task_1(model)
     x = torch.randn(64, 3, image_size, image_size)
-    if bf16:
-        x = x.contiguous(memory_format=torch.channels_last)  # as --precision bf16 feeds batches on the CPU
+    x = x.contiguous(memory_format=memory_format("bf16" if bf16 else "fp32", torch.device("cpu"), model))
     y = torch.randint(0, 10, (64,))
 
     def step() -> None:

@@ -28,6 +28,10 @@ def use_gemm(out_positions: int, out_channels: int) -> bool:
     return (out_positions <= 4 and out_channels >= 64) or (out_positions <= 16 and out_channels >= 256)
 
 
+def _output_size(h: int, w: int, kh: int, kw: int, stride: tuple[int, int], padding: tuple[int, int]) -> tuple[int, int]:
+    return (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+
+
 def _bf16_autocast_on_cpu(x: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16)
@@ -49,7 +53,7 @@ class _GemmConv(torch.autograd.Function):
         n, c, h, w = x.shape
         cout, _, kh, kw = weight.shape
         (sh, sw), (ph, pw) = stride, padding
-        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        ho, wo = _output_size(h, w, kh, kw, stride, padding)
         xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))
         cols = _taps(xp, kh, kw, stride, ho, wo)
         wmat = weight.permute(0, 2, 3, 1).reshape(cout, kh * kw * c)
@@ -93,8 +97,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     padding = padding if isinstance(padding, str) else _pair(padding)
     if (groups == 1 and dilation == (1, 1) and not isinstance(padding, str) and x.dim() == 4
             and _bf16_autocast_on_cpu(x)):
-        (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], stride, padding
-        ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+        ho, wo = _output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
         if use_gemm(ho * wo, weight.shape[0]):
             with torch.autocast("cpu", enabled=False):
                 low = None if bias is None else bias.to(torch.bfloat16)
