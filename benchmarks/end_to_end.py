@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--update-frequency", type=int, default=26)
+    parser.add_argument("--batch-size", type=int, default=64, help="64 (the reference); the CPU study uses 32")
     parser.add_argument("--threads", type=int, default=None, help="default: the CPUs this process may use")
     parser.add_argument("--precision", choices=("both", "fp32", "bf16"), default="both")
     parser.add_argument("--eval", choices=EVAL_MODES, default="needed")
@@ -133,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         data_dir, precision, threads = args.child
-        dense_loop(data_dir, args.tasks, args.epochs, args.width, 64, precision, int(threads))
+        dense_loop(data_dir, args.tasks, args.epochs, args.width, args.batch_size, precision, int(threads))
         return
     from dstcl.run.environment import available_cpus
     from dstcl.train.precision import cpu_has_native_bf16
@@ -141,7 +142,7 @@ def main() -> None:
     threads = args.threads or available_cpus()
     print(describe_machine())
     print(f"{args.tasks} tasks x 10 classes, 5000 train / 1000 test images per task, 32 px, resnet18 width "
-          f"{args.width}, density 0.2, ERK, random growth every {args.update_frequency} steps, batch 64, "
+          f"{args.width}, density 0.2, ERK, random growth every {args.update_frequency} steps, batch {args.batch_size}, "
           f"{args.epochs} epoch(s), {threads} thread(s), eval {args.eval}")
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
     if "bf16" in precisions and not cpu_has_native_bf16():
@@ -155,7 +156,7 @@ def main() -> None:
         for repeat in range(args.repeat):
             for precision in precisions:
                 dense = timed(env_python + [__file__, "--tasks", str(args.tasks), "--epochs", str(args.epochs),
-                                            "--width", str(args.width), "--child", str(root / "data"), precision,
+                                            "--width", str(args.width), "--batch-size", str(args.batch_size), "--child", str(root / "data"), precision,
                                             str(threads)])
                 results.setdefault(f"dense {precision}", []).append(dense)
                 print(f"dense loop ({precision}): {dense[0]:.1f} s, peak {dense[1]:.2f} GB", flush=True)
@@ -164,7 +165,7 @@ def main() -> None:
                                         str(root / "data"), "--no-download", "--num-classes", str(10 * args.tasks),
                                         "--tasks", str(args.tasks), "--backbone", "resnet18", "--width",
                                         str(args.width), "--sparsity", "0.8", "--init", "erk", "--growth", "random",
-                                        "--update-frequency", str(args.update_frequency), "--batch-size", "64",
+                                        "--update-frequency", str(args.update_frequency), "--batch-size", str(args.batch_size),
                                         "--epochs", str(args.epochs), "--threads", str(threads), "--precision",
                                         precision, "--eval", args.eval, "--no-progress", "--run-dir", str(run_dir)]
                 run = timed(command)
