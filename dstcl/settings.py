@@ -21,7 +21,8 @@ Choices = Registry | tuple | Callable[[], Iterable[Any]] | None
 
 def setting(default: Any, help: str, *, choices: Choices = None, minimum: float | None = None,
             maximum: float | None = None, above: float | None = None, below: float | None = None,
-            result: bool = True, user: bool = True, metavar: str | None = None, added: bool = False) -> Any:
+            result: bool = True, user: bool = True, metavar: str | None = None, added: bool = False,
+            reference: Any = None) -> Any:
     """A dataclass field carrying its declaration in ``metadata``.
 
     ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones; ``result=False``
@@ -29,9 +30,12 @@ def setting(default: Any, help: str, *, choices: Choices = None, minimum: float 
     ``user=False`` keeps a library-only field out of the command line and config files. ``added=True``
     marks a result field added after runs were published whose default is what dstcl did before: at
     its default it is left out of the run id, so every earlier run keeps its id (and is found again).
+    ``reference`` marks a *protocol switch*: the value that reproduces the reference code's behaviour
+    where dstcl deliberately differs (``--protocol reference`` sets every switch to it; docs/algorithm.md).
     """
     meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above,
-            "below": below, "result": result, "user": user, "metavar": metavar, "added": added}
+            "below": below, "result": result, "user": user, "metavar": metavar, "added": added,
+            "reference": reference}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -362,7 +362,7 @@ def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
                  "adaptive-growth": 54, "smoke-digits": 16, "open-questions": 36}
-STUDY_RUNS = {"budget": 7, "miniimagenet-10": 36}  # grids/study: 12 configurations x 3 seeds
+STUDY_RUNS = {"budget": 7, "miniimagenet-10": 36, "budget-axis": 24}  # grids/study: configurations x seeds
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -387,6 +387,10 @@ def test_adaptive_grid_shares_its_fixed_growth_runs_with_the_main_grid():
     assert fixed and all(s.id in main_ids for s in fixed)
 
 
+PROTOCOL_SWITCHES = ("counts", "reused_value", "head_ownership", "kept_epoch", "eval_logits", "test_augment",
+                     "test_order")
+
+
 def test_every_config_field_is_classified_for_the_run_hash():
     """A new RunConfig field must be a deliberate choice: in the hash (it can change results) or not.
 
@@ -400,12 +404,12 @@ def test_every_config_field_is_classified_for_the_run_hash():
     result_fields = {"dataset", "tasks", "class_order", "num_classes", "backbone", "bn", "init", "erk_power_scale",
                      "growth", "sparsity", "drop", "drop_rate", "final_drop_rate", "drop_schedule", "update_frequency",
                      "free_init", "structure", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-                     "precision", "seed", "channel_training"}
+                     "precision", "seed", "channel_training", *PROTOCOL_SWITCHES}
     assert NON_RESULT_FIELDS == {"data_dir", "download", "device", "threads", "out", "progress", "checkpoint_budget",
                                  "eval", "agnostic"}
     assert set(FIELD_NAMES) == result_fields | NON_RESULT_FIELDS
     # a backbone's and a data set's options are result settings unless declared otherwise
-    at_default = result_fields - {"channel_training"}  # left out at its default (the next test)
+    at_default = result_fields - {"channel_training", *PROTOCOL_SWITCHES}  # left out at its default (the next test)
     assert set(result_settings(resolve({}))) == at_default | {"width"}
     assert set(result_settings(resolve({"dataset": "miniimagenet"}))) == at_default | {"width", "stem", "image_size",
                                                                                        "split"}
@@ -417,8 +421,26 @@ def test_a_setting_added_later_keeps_earlier_run_ids_at_its_default():
     from dstcl.config import NEUTRAL_DEFAULTS, resolve
     from dstcl.run.hashing import config_hash
 
-    assert NEUTRAL_DEFAULTS == {"channel_training": "masked"}
+    assert NEUTRAL_DEFAULTS == {"channel_training": "masked", "counts": "exact", "reused_value": "stored",
+                                "head_ownership": "rows", "kept_epoch": "last", "eval_logits": "task",
+                                "test_augment": "off", "test_order": "fixed"}
     flat = resolve({"structure": "channel"}).flat()
     before = {k: v for k, v in flat.items() if k != "channel_training"}  # a config.json written before the field
     assert config_hash(flat) == config_hash(before)
     assert config_hash({**flat, "channel_training": "gathered"}) != config_hash(before)
+
+
+def test_a_protocol_is_a_spelling_of_its_switches_so_a_run_has_one_id():
+    """--protocol reference and the seven switches written out are the same run; dstcl's protocol is every
+    earlier run (its switches are left out of the id); one switch changed is another run."""
+    from dstcl.config import protocol_values, resolve
+    from dstcl.run.hashing import config_hash
+
+    assert config_hash(resolve({"protocol": "reference"}).flat()) == config_hash(
+        resolve(protocol_values("reference")).flat())
+    assert config_hash(resolve({"protocol": "dstcl"}).flat()) == config_hash(resolve({}).flat())
+    one = resolve({"protocol": "reference", "counts": "exact"})
+    assert one.counts == "exact" and one.eval_logits == "all"
+    assert one.protocol == "reference except counts=exact"
+    assert resolve({"eval_logits": "all"}).protocol == "dstcl with eval_logits=all"
+    assert config_hash(one.flat()) != config_hash(resolve({"protocol": "reference"}).flat())

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     g = run.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (flags override it)")
     g.add_argument("--preset", metavar="NAME", help=f"a setting of the paper: {', '.join(PRESETS)}")
+    from ..config.protocol import PROTOCOL_HELP
+
+    g.add_argument("--protocol", metavar="NAME", help=PROTOCOL_HELP)
     groups = {section: run.add_argument_group(title) for section, title in GROUPS.items()}
     add_field_flags(groups)
     r = groups["run"]
@@ -100,7 +103,7 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (fields and options), by their flat names."""
     from ..config import FLAT, SPARSITY
 
-    out = {name: getattr(args, name, None) for name in (*FLAT, SPARSITY)}
+    out = {name: getattr(args, name, None) for name in (*FLAT, SPARSITY, "protocol")}
     for key, value in vars(args).items():
         if key.startswith("option:"):
             out[key[len("option:"):]] = value

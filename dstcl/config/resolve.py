@@ -20,6 +20,7 @@ from ..sparse.auto import AUTO
 from ..sparse.growth_plan import parse_growth
 from ..train.precision import resolve_precision
 from ..yamlfile import read_config_file
+from .protocol import expand_protocol
 from .fields import (FIELD_NAMES, FLAT, RESOLVED, SPARSITY, check_field, names_for_suggestion, option_owners,
                      route_options)
 from .sections import DEVICE_PATTERN, SECTIONS, RunConfig
@@ -64,6 +65,7 @@ def resolve(
     layers.append(("the command line", {k: v for k, v in (flags or {}).items() if v is not None}))
     merged: dict[str, Any] = {}
     for where, layer in layers:
+        layer = expand_protocol(layer)  # a later layer's protocol overrides an earlier layer's switches
         if "density" in layer:  # convenience: density instead of sparsity
             if SPARSITY in layer:
                 raise ConfigError(f"{where} gives both sparsity and density; give one (density = 1 - sparsity).")
@@ -87,7 +89,7 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
     dataset = values.get("dataset", SECTIONS["data"].dataset)
     if dataset not in DATASETS:
         raise ConfigError(DATASETS.unknown(dataset))
-    values = {**dataset_defaults(dataset), **values}
+    values = {**dataset_defaults(dataset), **expand_protocol(values)}
     if values.get("structure") == "channel" and "free_init" not in values:
         values["free_init"] = "kaiming"  # the structured default (see SparseConfig.validate)
     backbone = values.get("backbone")

@@ -15,7 +15,7 @@ from ..models import BN_MODES, MODELS
 from ..settings import check_fields, setting
 from ..sparse import SparseConfig
 from ..train.config import TrainConfig
-from ..train.evaluate import EVAL_MODES
+from ..train.evaluate import EVAL_LOGITS, EVAL_MODES, TEST_AUGMENT, TEST_ORDER
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
@@ -57,6 +57,16 @@ class RunSettings:
                         "row measured; the rest proven unchanged by a digest), acc (only the diagonal and the final "
                         "row: ACC and BWT, no FWT; half the passes) or full (every entry measured, as the reference; "
                         "needed for the reference's FWT)", choices=EVAL_MODES, result=False)
+    # protocol switches (docs/algorithm.md, "Two protocols"): dstcl's choice by default, the reference code's
+    eval_logits: str = setting("task", "accuracy takes the argmax over the task's own logits (task-incremental), or "
+                               "over every class's logits (all: the reference code)", choices=EVAL_LOGITS,
+                               added=True, reference="all")
+    test_augment: str = setting("off", "test images as they are, or randomly cropped and flipped at every "
+                                "evaluation, seeded (reference: the reference code)", choices=TEST_AUGMENT,
+                                added=True, reference="reference")
+    test_order: str = setting("fixed", "test batches in the canonical class-mixed order, or shuffled afresh at every "
+                              "evaluation, seeded (the reference code)", choices=TEST_ORDER, added=True,
+                              reference="shuffled")
 
 
 SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "sparse": SparseConfig,
@@ -84,6 +94,13 @@ class RunConfig:
     @property
     def sparsity(self) -> float:
         return round(1.0 - self.sparse.density, 12)
+
+    @property
+    def protocol(self) -> str:
+        """``dstcl``, ``reference`` or which switches differ (:func:`dstcl.config.protocol.protocol_label`)."""
+        from .protocol import protocol_label
+
+        return protocol_label(self.flat())
 
     def __getattr__(self, name: str) -> Any:
         from .fields import FLAT

@@ -26,7 +26,7 @@ from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
 from ..sparse.criteria import grow_needs
-from ..train.evaluate import EvalSet, eval_batches
+from ..train.evaluate import EvalSet, EvalProtocol, eval_batches
 from ..train.gathered import GatheredTraining
 from ..train.precision import memory_format
 from ..train.trainer import TaskTrainer
@@ -147,7 +147,7 @@ class Experiment(ExperimentCheckpoints):
     def resolved_config(self) -> dict:
         """config.json: the flat settings (the thread count as used) and, under ``resolved``, derived facts."""
         return {**self.cfg.flat(), "threads": self.threads,
-                RESOLVED: {"density": self.cfg.density, "device": str(self.device), "classes_per_task": self.per_task,
+                RESOLVED: {"protocol": self.cfg.protocol, "density": self.cfg.density, "device": str(self.device), "classes_per_task": self.per_task,
                            "task_classes": [t.classes for t in self.tasks], "class_names": self.class_names,
                            "image_shape": list(self.image_shape), "mean": list(self.augment.mean),
                            "std": list(self.augment.std), "num_classes": len(self.class_names),
@@ -159,10 +159,12 @@ class Experiment(ExperimentCheckpoints):
         self.train_data = [(x.to(self.device), y.to(self.device), head) for x, y, head in
                            training_phases(self.method, self.tasks, self.heads)]
         tests = [EvalSet(t.test_x, t.test_y).to(self.device) for t in self.tasks]  # canonical class-mixed order
-        self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests,
-                                     lambda xb: self._format(self.augment(xb, None, train=False)), self.device,
-                                     mode=self.cfg.run.eval, precision=self.cfg.train.precision,
+        run_cfg = self.cfg.run
+        self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests, self._prepare_test, self.device,
+                                     mode=run_cfg.eval, precision=self.cfg.train.precision,
                                      isolated=self.method["sparse"],
+                                     protocol=EvalProtocol(run_cfg.eval_logits, run_cfg.test_augment,
+                                                           run_cfg.test_order, run_cfg.seed),
                                      gather=self.image_shape if self.cfg.sparse.structure == "channel" else None)
         if resume:
             self._resume_from_checkpoint(run)
@@ -220,7 +222,8 @@ class Experiment(ExperimentCheckpoints):
                 buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()}
                 if buffers:  # per-task BatchNorm statistics (--bn task)
                     run.save_torch(BUFFERS, buffers)
-                run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path))
+                run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path,
+                                                           [t.classes for t in self.tasks]))
             run.event({"event": "run_end", "status": status})
         finally:
             run.close()
@@ -236,6 +239,7 @@ class Experiment(ExperimentCheckpoints):
             self.model, self.learner, i, train_x, train_y, head,
             lambda xb, g: self._format(self.augment(xb, g, train=True)), cfg.train,
             generator=self.generator, device=self.device, log=run.event, network=self._training_network(i),
+            rank_logits=cfg.run.eval_logits,
         )
         if self.trainer_state is not None:
             trainer.load_state_dict(self.trainer_state)
@@ -271,7 +275,7 @@ class Experiment(ExperimentCheckpoints):
                                   self.updates_per_task[i], sequential=self.method["sequential"], shapes=self.shapes)
         if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights,
             images = EvalSet(trainer.train_x, trainer.train_y).x  # from class-mixed batches (never stored order)
-            prepare = lambda xb: self._format(self.augment(xb, None, train=False))  # noqa: E731
+            prepare = self._prepare_test
             reestimate_statistics(self.model, i, (prepare(images[a:b]) for a, b in eval_batches(len(images), 128)))
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
@@ -300,6 +304,11 @@ class Experiment(ExperimentCheckpoints):
             return None
         needs_gradient = grow_needs(self.learner.plan.for_task(i)) == "gradient"
         return GatheredTraining(self.model, self.learner, self.image_shape, needs_gradient).network
+
+    def _prepare_test(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A test batch as the network takes it; with a generator (``--test-augment reference``) cropped and
+        flipped like a training batch."""
+        return self._format(self.augment(x, generator, train=generator is not None))
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.memory_format)

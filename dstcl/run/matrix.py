@@ -37,7 +37,7 @@ from ..errors import DstclError
 from ..models import set_task, task_norm_state
 from ..models.gather import gather_channels
 from ..sparse import SparseLearner
-from ..train.evaluate import EVAL_BATCH_SIZE, FORWARD_METRICS, EvalSet, accuracy
+from ..train.evaluate import CANONICAL, EVAL_BATCH_SIZE, FORWARD_METRICS, EvalSet, EvalProtocol, accuracy
 
 
 class IsolationError(DstclError):
@@ -49,11 +49,15 @@ class AccuracyMatrix:
 
     def __init__(self, model: nn.Module, learner: SparseLearner, heads: Sequence[slice], tests: Sequence[EvalSet],
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, *, mode: str = "needed",
-                 precision: str = "fp32", isolated: bool = True, gather: tuple[int, ...] | None = None):
+                 precision: str = "fp32", isolated: bool = True, gather: tuple[int, ...] | None = None,
+                 protocol: EvalProtocol = CANONICAL):
         self.model, self.learner, self.heads, self.tests = model, learner, list(heads), list(tests)
         self.prepare, self.device, self.mode, self.precision = prepare, device, mode, precision
         self.isolated = isolated  # False (dense fine-tuning): nothing to prove, every lower entry is measured
         self.gather = gather  # channel-structured runs: the input shape; each subnetwork runs physically smaller
+        # how test sets are presented; only dstcl's canonical evaluation lets an unchanged subnetwork prove
+        # an entry (a random or all-logit evaluation is measured again, as the reference does)
+        self.protocol = protocol
         self._gathered: tuple[int, nn.Module] | None = None
         T = len(self.heads)
         self.R: list[list[float | None]] = [[None] * T for _ in range(T)]
@@ -71,16 +75,18 @@ class AccuracyMatrix:
         return len(self.heads)
 
     def measure(self, weights_of: int, data_of: int, head: int, network: nn.Module | None = None,
-                final: bool = False) -> float:
-        """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits;
-        ``final`` (the final row) also records the logits' fingerprint (the model file is checked against it)."""
+                final: bool = False, row: int = -1) -> float:
+        """Accuracy of task ``data_of``'s test set through the weights loaded now, with ``head``'s logits,
+        in row ``row`` of R (-1: the baseline); ``final`` (the final row) also records the logits'
+        fingerprint (the model file is checked against it; canonical evaluation only)."""
         set_task(self.model, weights_of)
         self.measured += 1
         network = network or self._network(weights_of)
         started = time.perf_counter()
-        fingerprint = hashlib.blake2b(digest_size=16) if final else None
+        fingerprint = hashlib.blake2b(digest_size=16) if final and self.protocol.canonical else None
         value = accuracy(network, self.tests[data_of], self.heads[head], self.prepare, batch_size=EVAL_BATCH_SIZE,
-                         device=self.device, precision=self.precision, fingerprint=fingerprint)
+                         device=self.device, precision=self.precision, fingerprint=fingerprint,
+                         protocol=self.protocol, key=(row, weights_of, data_of))
         if fingerprint is not None:
             self.final_logits[data_of] = fingerprint.hexdigest()
         elapsed = time.perf_counter() - started
@@ -125,10 +131,11 @@ class AccuracyMatrix:
             self._check_isolation(i)
             self.digests.append(self.digest(i))
         last = i == self.tasks - 1
+        provable = self.isolated and self.protocol.canonical
         for j in range(i + 1):
-            if j == i or last or self.mode == "full" or not self.isolated:
+            if j == i or last or self.mode == "full" or not provable:
                 self._load(j)
-                self.R[i][j] = self.measure(j, j, j, final=last)
+                self.R[i][j] = self.measure(j, j, j, final=last, row=i)
             else:
                 self.R[i][j] = self.R[j][j]  # proven: task j's subnetwork is bit-identical (checked above)
                 self.proven += 1
@@ -136,14 +143,14 @@ class AccuracyMatrix:
         forward = FORWARD_METRICS[self.mode]  # fwt reads the first superdiagonal, fwt_reference all of it
         ahead = self.tasks if "fwt_reference" in forward else min(i + 2, self.tasks) if "fwt" in forward else i + 1
         for j in range(i + 1, ahead):
-            self.R[i][j] = self.measure(i, j, i)
+            self.R[i][j] = self.measure(i, j, i, row=i)
         self.learned = i + 1
 
     def after_joint(self) -> None:
         """Multitask training has one phase: only the final row (every task through the one network)."""
         faults.point("evaluation")
         for j in range(self.tasks):
-            self.R[-1][j] = self.measure(0, j, j, final=True)
+            self.R[-1][j] = self.measure(0, j, j, final=True, row=self.tasks - 1)
         self.learned = self.tasks
 
     def _check_isolation(self, i: int) -> None:

@@ -31,15 +31,22 @@ def summary_line(m: dict) -> str:
             f"{SHORT_LABELS['fwt']} {fwt_text}   {SHORT_LABELS['fwt_reference']} {future_text}")
 
 
-def format_summary(m: dict, flat: dict, path: Path) -> str:
+def format_summary(m: dict, flat: dict, path: Path, task_classes: list[list[int]] | None = None) -> str:
     """Markdown: the settings, the accuracy matrix, the summary metrics and the topology updates per task."""
+    from ..config.protocol import protocol_label
+
     R = m["accuracy_matrix"]
     T = len(R)
+    order = flat.get("class_order")
+    if task_classes and order != "sequential":
+        order = f"{order}: " + "; ".join(f"task {t}: {', '.join(map(str, c))}" for t, c in enumerate(task_classes))
     lines = [
         f"# dstcl run: {flat.get('dataset')}, {T} tasks, {flat.get('backbone')}, {flat.get('init')} + "
         f"{flat.get('growth')}, sparsity {flat.get('sparsity'):g}",
         "",
         f"Run directory: `{path}`",
+        "",
+        f"Protocol: {protocol_label(flat)} (docs/algorithm.md, 'Two protocols'). Class order: {order}.",
         "",
         "Accuracy (%) on each task (columns) after learning task (rows); above the diagonal: future",
         "tasks through the current task's mask and head (the reference's forward-transfer evaluation).",

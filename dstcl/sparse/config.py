@@ -17,6 +17,9 @@ from .schedules import DROP_SCHEDULES
 from .structure import STRUCTURES
 
 FREE_INITS = ("zero", "kaiming")
+COUNTS = ("exact", "bernoulli")
+REUSED_VALUES = ("stored", "zero")
+HEAD_OWNERSHIP = ("rows", "mask")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,26 @@ class SparseConfig:
     free_init: str = setting("zero", "start of free weights after the first task", choices=FREE_INITS)
     structure: str = setting("unstructured", "what a task's subnetwork is made of: single weights, or whole output "
                              "channels (filters) of every hidden layer", choices=STRUCTURES)
+    # protocol switches (docs/algorithm.md, "Two protocols"): dstcl's choice by default, the reference code's
+    counts: str = setting("exact", "active weights per layer: exact integer counts, or bernoulli (each position drawn "
+                          "with the layer's density at a task's start, and random growth drawn per position: the "
+                          "reference code)", choices=COUNTS, added=True, reference="bernoulli")
+    reused_value: str = setting("stored", "a weight of an earlier task that a topology update grows into this task's "
+                                "mask trains with its stored value, or at zero (the reference code: its stored value "
+                                "is restored after the task, so the evaluated network is not the trained one)",
+                                choices=REUSED_VALUES, added=True, reference="zero")
+    head_ownership: str = setting("rows", "classifier weights a task owns: the free weights of its mask in its own "
+                                  "classes' rows, or every free weight of its mask (the reference code: task 0 "
+                                  "freezes the untrained rows of later tasks' classes)", choices=HEAD_OWNERSHIP,
+                                  added=True, reference="mask")
 
     def validate(self, num_tasks: int | None = None) -> GrowthPlan:
         """Check every field (the one place these rules live); returns the parsed growth plan."""
         check_density(self.density)
         check_fields(self)
+        if self.structure == "channel" and self.counts != "exact":
+            raise ConfigError("structure 'channel' needs counts 'exact' (a channel budget is a number of whole "
+                              "channels); use --counts exact or --structure unstructured.")
         if self.structure == "channel" and self.free_init != "kaiming":
             raise ConfigError(
                 "structure 'channel' needs free_init 'kaiming': a whole channel starting at zero has no magnitude, so "

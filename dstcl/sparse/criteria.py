@@ -96,18 +96,20 @@ def grow_needs(name: str) -> str | None:
     return GROW.entry(name).meta.get("needs") if name in GROW else None
 
 
-def register_grow(name: str, *, frozen: str = "score", needs: str | None = None,
+def register_grow(name: str, *, frozen: str = "score", needs: str | None = None, bernoulli: bool = False,
                   override: bool = False) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator registering a growth criterion (high score = grown first).
 
     ``frozen``: ``"zero"`` makes the learner score frozen candidates 0; ``"score"`` leaves them as
     scored. ``needs``: ``"momentum"`` when the criterion reads optimizer momentum (so a config with
     momentum-free SGD is refused before training, and training FLOPs count a dense gradient every
-    step), ``"gradient"`` when it reads the dense gradient at update steps.
+    step), ``"gradient"`` when it reads the dense gradient at update steps. ``bernoulli=True`` (uniform
+    scores only): under ``counts="bernoulli"`` the number grown is a binomial draw, as the reference
+    code's random growth (:mod:`dstcl.sparse.topology`).
     """
     if frozen not in FROZEN_POLICIES:
         raise ConfigError(f"frozen must be one of {', '.join(FROZEN_POLICIES)}, got {frozen!r}.")
-    return GROW.register(name, override=override, frozen=frozen, needs=needs)
+    return GROW.register(name, override=override, frozen=frozen, needs=needs, bernoulli=bernoulli)
 
 
 # --- drop ---------------------------------------------------------------------------------------
@@ -122,7 +124,7 @@ def magnitude(view: LayerView) -> torch.Tensor:
 # --- grow ---------------------------------------------------------------------------------------
 
 
-@register_grow("random")
+@register_grow("random", bernoulli=True)
 def random_growth(view: LayerView) -> torch.Tensor:
     """Uniformly random positions (SET)."""
     return view.uniform()

@@ -34,10 +34,11 @@ from .config import SparseConfig
 from .auto import AUTO, AutoGrowth
 from .criteria import DROP, GROW, grow_scores
 from .density import layer_counts, layer_densities
-from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum, reset_optimizer_state
+from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum
 from .params import check_heads, check_unmasked, prunable_parameters
 from .schedules import UpdateEvery, make_drop_schedule
-from .structure import channel_counts, fan_in, sample_mask, select_units
+from .structure import channel_counts, fan_in, sample_mask
+from .topology import update_layer
 from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
 from .task import TaskLayer, UpdateReport, kaiming_draw, layer_view
 
@@ -80,6 +81,8 @@ class SparseLearner:
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
         shapes = {name: tuple(p.shape) for name, p in named}
         self.counts = layer_counts(shapes, config.density, config.init, power_scale=config.erk_power_scale)
+        self.densities = (layer_densities(shapes, config.density, config.init, power_scale=config.erk_power_scale)
+                          if config.counts == "bernoulli" else {})  # Bernoulli counts: drawn per position
         self.channels: dict[str, int] = {}  # --structure channel: active output channels of each hidden layer
         if config.structure == "channel":
             hidden = {n: s for n, s in shapes.items() if n not in self.heads}
@@ -127,8 +130,11 @@ class SparseLearner:
                 layer = self.state.by_name[name]
                 k = self.counts[name]
                 frozen = layer.owner >= 0
-                mask = (sample_mask(layer.shape, k, self.channels.get(name), self.generator, param.device) if _sample
+                mask = (sample_mask(layer.shape, k, self.channels.get(name), self.generator, param.device,
+                                    self.densities.get(name)) if _sample
                         else torch.zeros(layer.shape, dtype=torch.bool, device=param.device))
+                if self.densities:
+                    k = int(mask.sum())
                 if _sample:
                     start = layer.values
                     if task > 0:
@@ -191,9 +197,8 @@ class SparseLearner:
     def update_topology(self, optimizer: torch.optim.Optimizer | None, drop_fraction: float) -> UpdateReport:
         """Drop the lowest-scoring ``ceil(drop_fraction * k)`` active weights per layer, grow as many.
 
-        Each layer keeps exactly its active count (:func:`select_topology`, ties broken at random).
-        Newly grown free weights start at 0 with fresh optimizer state; newly grown owned weights take
-        their stored value and stay frozen; a weight dropped and grown again keeps value and state.
+        Each layer keeps exactly its active count (:func:`select_topology`, ties broken at random;
+        Bernoulli counts aside). What grown weights start with: :mod:`dstcl.sparse.topology`.
         """
         if self.task is None:
             raise DstclError("no task in progress: call start_task() first.")
@@ -203,33 +208,18 @@ class SparseLearner:
                                                  or optimizer is None or optimizer_momentum(
                                                      optimizer, self._layers[0].param) is not None)
         report = UpdateReport(self.steps, float(drop_fraction), criterion, auto_reward=reward)
+        bernoulli = self.config.counts == "bernoulli" and bool(GROW.entry(criterion).meta.get("bernoulli"))
         for layer in self._layers:
             if layer.count >= layer.state.numel:
                 continue
             view = layer_view(layer, optimizer, self.generator, int(self.task))
-            picked = select_units(layer.mask, self._drop(view), grow_scores(criterion, view), drop_fraction,
-                                  layer.state.name in self.channels, self.generator)
-            if picked is None:
-                continue
-            chosen, n_drop = picked
-            new_mask = chosen.mask
-            if int(new_mask.sum()) != layer.count:  # an invariant, checked even under python -O
-                raise RuntimeError(f"{layer.state.name}: active count changed")
-            newly = chosen.grown & ~layer.mask  # regrown positions keep their value and optimizer state
-            grown_free = newly & ~layer.frozen
-            grown_owned = newly & layer.frozen
-            param = layer.param
-            param.masked_fill_(~new_mask | grown_free, 0.0)
-            if layer.state.name in self.channels and bool(grown_free.any()):  # a fresh channel needs a magnitude
-                param.copy_(torch.where(grown_free, kaiming_draw(param, self.generator), param))
-            param.copy_(torch.where(grown_owned, layer.state.values, param))
-            if optimizer is not None:
-                reset_optimizer_state(optimizer, param, grown_free)
-            layer.set_mask(new_mask)
-            layer.fired |= new_mask
-            report.dropped[layer.state.name] = n_drop
-            report.regrown[layer.state.name] = n_drop - int(newly.sum())
-            report.grown_reused[layer.state.name] = int(grown_owned.sum())
+            done = update_layer(layer, self._drop(view), grow_scores(criterion, view), drop_fraction,
+                                channel=layer.state.name in self.channels, generator=self.generator,
+                                optimizer=optimizer, reused_value=self.config.reused_value, bernoulli=bernoulli)
+            if done is not None:
+                name = layer.state.name
+                report.dropped[name], report.regrown[name], report.grown_reused[name] = \
+                    done.dropped, done.regrown, done.grown_reused
         self.updates.append(report)
         return report
 
@@ -244,6 +234,8 @@ class SparseLearner:
             for layer in self._layers:
                 state, param = layer.state, layer.param
                 used_frozen = layer.mask & layer.frozen
+                if self.config.reused_value == "zero":  # grown reused weights trained at 0: their stored value stays
+                    used_frozen &= param != 0
                 if not torch.equal(param[used_frozen], state.values[used_frozen]):
                     raise RuntimeError(
                         f"isolation violated in {state.name}: a weight owned by an earlier task changed. "
@@ -273,7 +265,7 @@ class SparseLearner:
     def _claims(self, name: str, task: int, like: torch.Tensor) -> torch.Tensor | None:
         """Positions of layer ``name`` that task ``task`` can train (None: all of them)."""
         rows = self.heads.get(name)
-        if rows is None:
+        if rows is None or self.config.head_ownership == "mask":  # mask: every free weight of the mask
             return None
         claims = torch.zeros_like(like, dtype=torch.bool)
         claims[rows[task]] = True
@@ -316,6 +308,7 @@ class SparseLearner:
         for layer, mask_bits, fired_bits in zip(self._layers, in_task["masks"], in_task["fired"]):
             device = layer.param.device
             layer.set_mask(unpack_mask(mask_bits, layer.state.shape).to(device))
+            layer.count = int(layer.mask.sum())  # Bernoulli counts change with every update
             layer.fired = unpack_mask(fired_bits, layer.state.shape).to(device)
 
     # --- inference --------------------------------------------------------------------------------
@@ -353,3 +346,10 @@ class SparseLearner:
     def current_masks(self) -> dict[str, torch.Tensor]:
         """The current task's masks (during a task)."""
         return {layer.state.name: layer.mask for layer in self._layers}
+
+    def restore_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Go back to masks taken from :meth:`current_masks` earlier in this task (``kept_epoch="best-train"``;
+        the caller restores the parameters that go with them)."""
+        for layer in self._layers:
+            layer.set_mask(masks[layer.state.name].to(layer.param.device))
+            layer.count = int(layer.mask.sum())

@@ -31,17 +31,19 @@ def select_topology(
     n_drop: int,
     eligible: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    n_grow: int | None = None,
 ) -> Selection:
     """Keep the ``k - n_drop`` active positions with the highest ``drop_scores``, then grow ``n_drop``
     positions with the highest ``grow_scores`` among the ``eligible`` ones not kept (default: every
-    position not kept, so a dropped position may be regrown). ``k`` = ``mask.sum()``.
+    position not kept, so a dropped position may be regrown). ``k`` = ``mask.sum()``. ``n_grow``
+    grows another number than ``n_drop`` (Bernoulli counts: the layer's size then changes).
     """
     k = int(mask.sum())
     if not 0 <= n_drop <= k:
         raise ValueError(f"cannot drop {n_drop} of {k} active positions")
     kept = top_positions(drop_scores, mask, k - n_drop, generator)
     candidates = ~kept if eligible is None else eligible & ~kept
-    grown = top_positions(grow_scores, candidates, n_drop, generator)
+    grown = top_positions(grow_scores, candidates, n_drop if n_grow is None else n_grow, generator)
     if bool((kept & grown).any()):  # an invariant, checked even under python -O
         raise RuntimeError("a position was both kept and grown")
     return Selection(kept | grown, kept, grown)

@@ -18,7 +18,7 @@ The classifier stays unstructured (its rows are classes; a task keeps its own ro
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -50,8 +50,11 @@ def fan_in(shape: Sequence[int]) -> int:
 
 
 def sample_mask(shape: Sequence[int], count: int, channels: int | None, generator: torch.Generator,
-                device: torch.device) -> torch.Tensor:
-    """An initial mask: ``count`` weights uniformly at random, or ``channels`` whole output channels."""
+                device: torch.device, density: float | None = None) -> torch.Tensor:
+    """An initial mask: ``count`` weights uniformly at random, or ``channels`` whole output channels; with
+    ``density`` (Bernoulli counts) each position independently with that probability instead."""
+    if density is not None:
+        return torch.rand(tuple(shape), generator=generator, device=generator.device).to(device) < density
     if channels is None:
         n = math.prod(shape)
         mask = torch.zeros(n, dtype=torch.bool, device=device)
@@ -63,11 +66,12 @@ def sample_mask(shape: Sequence[int], count: int, channels: int | None, generato
 
 
 def select_units(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: torch.Tensor, drop_fraction: float,
-                 channels: bool, generator: torch.Generator):
+                 channels: bool, generator: torch.Generator, grow: Callable[[int], int] | None = None):
     """One layer's topology update over its units (weights, or whole output channels).
 
     Returns ``(selection over weights, weights dropped)``, or ``None`` when nothing is dropped (a full
-    layer, or a drop fraction that rounds to zero units).
+    layer, or a drop fraction that rounds to zero units). ``grow(n_drop)`` gives how many weights to
+    grow when it is not ``n_drop`` (Bernoulli counts; weights only).
     """
     from .selection import Selection, select_topology
 
@@ -76,7 +80,8 @@ def select_units(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: tor
         n_drop = min(math.ceil(drop_fraction * k), k)
         if k >= n or n_drop <= 0:
             return None
-        return select_topology(mask, drop_scores, grow_scores, n_drop, generator=generator), n_drop
+        n_grow = grow(n_drop) if grow is not None else None
+        return select_topology(mask, drop_scores, grow_scores, n_drop, generator=generator, n_grow=n_grow), n_drop
     active = channel_mask(mask)
     k, n = int(active.sum()), active.numel()
     n_drop = min(math.ceil(drop_fraction * k), k)

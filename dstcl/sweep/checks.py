@@ -11,7 +11,7 @@ import difflib
 import math
 from typing import Any, Iterable
 
-from ..config import FIELD_NAMES, PRESETS, SPARSITY, all_option_names, check_field
+from ..config import FIELD_NAMES, PRESETS, PROTOCOL, PROTOCOLS, SPARSITY, all_option_names, check_field
 from ..errors import ConfigError
 from ..yamlfile import GridError
 
@@ -19,7 +19,7 @@ from ..yamlfile import GridError
 def run_keys() -> list[str]:
     """Keys a run may set: every config field, the density shorthand, the preset, and every option a
     registered backbone or data set declares (read now: plugins may have added some)."""
-    return [*FIELD_NAMES, "density", "preset", *sorted(all_option_names() - set(FIELD_NAMES))]
+    return [*FIELD_NAMES, "density", "preset", PROTOCOL, *sorted(all_option_names() - set(FIELD_NAMES))]
 
 
 def check_value(key: str, value: Any) -> str | None:
@@ -32,6 +32,8 @@ def check_value(key: str, value: Any) -> str | None:
                    " (to try several presets, list them under vary: preset: [a, b])"))
     if key == "preset":
         return None if value in PRESETS else f"unknown preset {value!r}; valid presets: {', '.join(PRESETS)}"
+    if key == PROTOCOL:
+        return None if value in PROTOCOLS else f"protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}"
     if key == "density":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             return f"density must be a number in (0, 1] (density = 1 - sparsity), got {value!r}"
@@ -59,6 +61,8 @@ def valid_options(key: str) -> str:
         return ", ".join(PRESETS)
     if key == "density":
         return "a number in (0, 1] (density = 1 - sparsity)"
+    if key == PROTOCOL:
+        return ", ".join(PROTOCOLS)
     if key == SPARSITY:
         return "a number in [0, 1) (0.8 = 80 % inactive)"
     if key == "growth":

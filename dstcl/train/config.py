@@ -13,6 +13,7 @@ from .gathered import CHANNEL_TRAINING
 from .methods import METHODS
 from .precision import PRECISIONS
 
+KEPT_EPOCHS = ("last", "best-train")
 FLOAT32_LIMIT = 1e38  # larger step sizes overflow float32 inside the optimizer
 
 
@@ -37,6 +38,9 @@ class TrainConfig:
                                     "only the live channels (gathered: faster at high sparsity; equal up to "
                                     "floating-point summation order; docs/algorithm.md)", choices=CHANNEL_TRAINING,
                                     added=True)
+    kept_epoch: str = setting("last", "the network a task ends with: after its last epoch, or after the epoch with the "
+                              "best training accuracy (best-train: the reference code)", choices=KEPT_EPOCHS,
+                              added=True, reference="best-train")
     lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (library-only)
     lr_gamma: float = 0.1
 

@@ -64,6 +64,9 @@ class DenseLearner:
     def current_masks(self) -> dict[str, torch.Tensor]:
         return {}
 
+    def restore_masks(self, masks: dict) -> None:  # noqa: ARG002 - a dense network has no masks
+        return None
+
     def apply_task(self, task: int) -> None:  # noqa: ARG002 - one network serves every task
         return None
 

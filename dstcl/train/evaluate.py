@@ -16,6 +16,7 @@ the measured accuracy). So a test set is always walked in one **canonical order*
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,6 +32,42 @@ EVAL_BATCH_SIZE = 128
 EVAL_MODES = ("needed", "acc", "full")
 # The forward-transfer metrics each mode measures, cheapest mode first (ACC and BWT: every mode).
 FORWARD_METRICS = {"acc": (), "needed": ("fwt",), "full": ("fwt", "fwt_reference")}
+# How a test set is presented (protocol switches, docs/algorithm.md "Two protocols"): dstcl's way first.
+EVAL_LOGITS = ("task", "all")  # the argmax over the task's own logits, or over every class (the reference)
+TEST_AUGMENT = ("off", "reference")  # test images as they are, or randomly cropped and flipped (the reference)
+TEST_ORDER = ("fixed", "shuffled")  # the canonical class-mixed order, or a fresh shuffle per evaluation
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How test sets are presented and scored: dstcl's way by default, the reference code's by switch.
+
+    ``logits``: the argmax over the task's own logits (``task``) or every class's (``all``, the label then
+    read as its global class). ``augment``: ``reference`` crops and flips test images as in training;
+    ``order``: ``shuffled`` draws a new batch order per evaluation. Random draws come from a generator
+    seeded by the run's seed and the evaluation's place in the accuracy matrix, so a run (and a resumed
+    one) repeats bit for bit.
+    """
+
+    logits: str = "task"
+    augment: str = "off"
+    order: str = "fixed"
+    seed: int = 0
+
+    @property
+    def canonical(self) -> bool:
+        """dstcl's evaluation: deterministic and reading only the task's own logits (what proofs need)."""
+        return self.logits == "task" and self.augment == "off" and self.order == "fixed"
+
+    def generator(self, *key: int) -> torch.Generator | None:
+        """The generator of one evaluation (``key``: which one), or None when nothing is drawn."""
+        if self.augment == "off" and self.order == "fixed":
+            return None
+        digest = hashlib.blake2b(repr((self.seed, *key)).encode(), digest_size=8).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+CANONICAL = EvalProtocol()
 
 
 def content_keys(x: torch.Tensor) -> np.ndarray:
@@ -100,8 +137,12 @@ def accuracy(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     fingerprint: "hashlib._Hash | None" = None,
+    protocol: EvalProtocol = CANONICAL,
+    key: tuple[int, ...] = (),
 ) -> float:
-    """Top-1 accuracy in percent, the argmax taken over the logits in ``logit_slice`` only.
+    """Top-1 accuracy in percent, the argmax taken over the logits in ``logit_slice`` only (or, with
+    ``protocol.logits == "all"``, over every logit, the label shifted to ``logit_slice``; ``key`` seeds
+    the draws of a non-deterministic ``protocol``: :class:`EvalProtocol`).
 
     ``data`` holds uint8 images (any device) and labels local to the slice (0..k-1); ``prepare`` turns
     a uint8 batch on ``device`` into the normalised float input; ``precision`` is the training's (the
@@ -116,12 +157,19 @@ def accuracy(
     model.eval()
     device = torch.device(device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    generator = protocol.generator(*key)
+    x, y = data.x, data.y
+    if protocol.order == "shuffled":
+        order = torch.randperm(len(data), generator=generator)
+        x, y = x[order.to(x.device)], y[order.to(y.device)]
+    every = protocol.logits == "all"
     for start, stop in eval_batches(len(data), batch_size):
-        xb = prepare(data.x[start:stop].to(device, non_blocking=True))
-        yb = data.y[start:stop].to(device, non_blocking=True)
+        xb = x[start:stop].to(device, non_blocking=True)
+        xb = prepare(xb, generator) if protocol.augment == "reference" else prepare(xb)
+        yb = y[start:stop].to(device, non_blocking=True)
         with autocast(precision, device):
-            logits = model(xb)[:, logit_slice]
-        correct += (logits.argmax(dim=1) == yb).sum()
+            logits = model(xb) if every else model(xb)[:, logit_slice]
+        correct += (logits.argmax(dim=1) == (yb + (logit_slice.start or 0) if every else yb)).sum()
         if fingerprint is not None:
             fingerprint.update(logits.detach().float().contiguous().cpu().numpy().tobytes())
     return 100.0 * int(correct) / len(data)

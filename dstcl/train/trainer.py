@@ -48,9 +48,19 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 Head = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+class SliceHead:
+    """A task's head: the logits of its classes, labels local to them (multi-head by slicing); ``offset``
+    turns a local label into its global class index (the argmax over every class's logits needs it)."""
+
+    def __init__(self, logit_slice: slice):
+        self.slice, self.offset = logit_slice, logit_slice.start or 0
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits[:, self.slice], y
+
+
 def slice_head(logit_slice: slice) -> Head:
-    """A task's head: the logits of its classes, labels local to them (multi-head by slicing)."""
-    return lambda logits, y: (logits[:, logit_slice], y)
+    return SliceHead(logit_slice)
 
 
 def joint_head(per_task: int, tasks: int) -> Head:
@@ -81,13 +91,18 @@ class TaskTrainer:
         device: torch.device,
         log: Callable[[dict], None] = lambda event: None,
         network: Callable[[], nn.Module] | None = None,
+        rank_logits: str = "task",
     ):
         """``network``: the module the next step runs (default ``model``; gathered channel training gives
-        a smaller network sharing ``model``'s parameters: :mod:`dstcl.train.gathered`)."""
+        a smaller network sharing ``model``'s parameters: :mod:`dstcl.train.gathered`). ``rank_logits``:
+        with ``kept_epoch="best-train"``, epochs are ranked by the training accuracy over the task's
+        logits (``task``) or over every class's (``all``, as the reference code measures it)."""
         self.model, self.learner, self.task = model, learner, task
         self.network = network or (lambda: model)
         self.train_x, self.train_y = train_x, train_y
         self.head = logit_slice if callable(logit_slice) else slice_head(logit_slice)
+        self.rank_all = rank_logits == "all"
+        self.best: dict | None = None  # kept_epoch best-train: the best epoch's network and masks so far
         self.augment, self.config, self.generator, self.device, self.log = augment, config, generator, device, log
         self.per_epoch = steps_per_epoch(len(train_y), config.batch_size)
         if self.per_epoch == 0:
@@ -124,6 +139,8 @@ class TaskTrainer:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        correct_all = torch.zeros((), device=self.device, dtype=torch.long)
+        offset = getattr(self.head, "offset", 0)
         first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
         seen = 0
         for step, idx in enumerate(batch_indices(len(self.train_y), self.config.batch_size, self.generator)):
@@ -131,7 +148,8 @@ class TaskTrainer:
             xb = self.augment(self.train_x[idx], self.aug_generator)
             yb = self.train_y[idx]
             with autocast(self.config.precision, self.device):
-                logits, yb = self.head(self.network()(xb), yb)
+                out = self.network()(xb)
+                logits, yb = self.head(out, yb)
                 loss = self.loss_fn(logits, yb)
             if faults.poisoned("loss"):
                 loss = loss * float("nan")
@@ -144,6 +162,8 @@ class TaskTrainer:
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
             loss_sum += detached * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
+            if self.rank_all:
+                correct_all += (out.detach().argmax(1) == yb + offset).sum()
             seen += len(idx)
             if report is not None:
                 faults.point("topology_update")
@@ -166,16 +186,34 @@ class TaskTrainer:
         self.last = {"event": "epoch", "task": self.task, "epoch": epoch, "loss": float(loss_sum) / max(seen, 1),
                      "train_accuracy": 100.0 * float(correct) / max(seen, 1),
                      "lr": lr, "seconds": self.seconds}
+        if self.rank_all:
+            self.last["train_accuracy_all"] = 100.0 * float(correct_all) / max(seen, 1)
         self.log(self.last)
+        if self.config.kept_epoch == "best-train":
+            self._keep_best(epoch, self.last["train_accuracy_all" if self.rank_all else "train_accuracy"])
         return self.last
+
+    def _keep_best(self, epoch: int, score: float) -> None:
+        """``kept_epoch="best-train"``: remember the epoch with the best training accuracy (the first of
+        equals, as the reference's strict ``>``); after the last epoch, go back to it."""
+        if self.best is None or score > self.best["score"]:
+            self.best = {"epoch": epoch, "score": score,
+                         "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                         "masks": {k: m.clone() for k, m in self.learner.current_masks().items()}}
+        if self.finished:
+            self.model.load_state_dict(self.best["model"])
+            self.learner.restore_masks(self.best["masks"])
+            self.log({"event": "kept_epoch", "task": self.task, "epoch": self.best["epoch"],
+                     "score": self.best["score"]})
 
     @property
     def finished(self) -> bool:
         return self.epochs_done >= self.config.epochs
 
     def summary(self) -> dict:
+        kept = {"kept_epoch": self.best["epoch"]} if self.best is not None else {}
         return {"steps": self.total_steps, "loss": self.last.get("loss"),
-                "train_accuracy": self.last.get("train_accuracy"), "seconds": self.seconds}
+                "train_accuracy": self.last.get("train_accuracy"), "seconds": self.seconds, **kept}
 
     def state_dict(self) -> dict:
         return {
@@ -187,6 +225,7 @@ class TaskTrainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "aug_generator": self.aug_generator.get_state(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "best": self.best,
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -202,3 +241,4 @@ class TaskTrainer:
         self.epochs_done = int(saved["epochs_done"])
         self.seconds = float(saved["seconds"])
         self.last = dict(saved.get("last") or {})
+        self.best = saved.get("best")
