@@ -362,7 +362,7 @@ def test_run_ray_refuses_bad_resources_before_starting_ray(monkeypatch):
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "grids").rglob("*.yaml"))
 EXPECTED_RUNS = {"cifar100-5": 72, "cifar100-10": 72, "cifar100-20": 72, "cifar100-all": 216, "miniimagenet-10": 72,
                  "adaptive-growth": 54, "smoke-digits": 16, "open-questions": 36}
-STUDY_RUNS = {"budget": 7, "miniimagenet-10": 36, "budget-axis": 24}  # grids/study: configurations x seeds
+STUDY_RUNS = {"budget": 7, "miniimagenet-10": 36, "budget-axis": 24, "reference-code": 4, "protocol": 24}  # grids/study: configurations x seeds
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
