@@ -10,6 +10,7 @@ difference. Both run as fresh subprocesses, back to back, with the same thread c
 
     python benchmarks/end_to_end.py                          # the full size (tens of minutes on 2 cores)
     python benchmarks/end_to_end.py --tasks 2 --width 32     # a quick check (~2 min)
+    python benchmarks/end_to_end.py --device cuda            # both sides on the GPU (default: the CPU)
 
 The issue's setting "update every 400 steps" gives no update in a 78-step task (dstcl refuses a DST
 run without any topology update), so the default is every 26 steps: 3 updates per task, DST included.
@@ -70,8 +71,9 @@ def plain(model):
     return model
 
 
-def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, precision: str, threads: int) -> None:
-    """The child process of the dense baseline."""
+def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, precision: str, threads: int,
+               device: str = "cpu") -> None:
+    """The child process of the dense baseline (data and model on ``device``, as dstcl keeps them)."""
     import torch
 
     from dstcl.models import build_model
@@ -80,28 +82,30 @@ def dense_loop(data_dir: str, tasks: int, epochs: int, width: int, batch: int, p
     torch.manual_seed(0)
     with open(Path(data_dir) / "cifar-100-python" / "train", "rb") as handle:
         raw = pickle.load(handle, encoding="bytes")
-    x_all = torch.from_numpy(np.asarray(raw[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-    y_all = torch.tensor(raw[b"fine_labels"])
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    x_all = torch.from_numpy(np.asarray(raw[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)).to(device)
+    y_all = torch.tensor(raw[b"fine_labels"]).to(device)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
     per_task = 10
     for task in range(tasks):
         keep = (y_all >= task * per_task) & (y_all < (task + 1) * per_task)
         x, y = x_all[keep], y_all[keep] - task * per_task
-        model = plain(build_model("resnet18", num_classes=per_task * tasks, width=width))
+        model = plain(build_model("resnet18", num_classes=per_task * tasks, width=width)).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(y))
+            order = torch.randperm(len(y), device=device)
             for start in range(0, len(y) - 1, batch):
                 idx = order[start:start + batch]
                 xb = (x[idx].float() - mean) / std
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(xb)[:, task * per_task:(task + 1) * per_task]
                     loss = torch.nn.functional.cross_entropy(logits, y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()  # the wall time includes the queued GPU work
 
 
 def timed(command: list[str]) -> tuple[float, float]:
@@ -128,13 +132,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: the CPUs this process may use")
     parser.add_argument("--precision", choices=("both", "fp32", "bf16"), default="both")
     parser.add_argument("--eval", choices=EVAL_MODES, default="needed")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N: both sides run there")
     parser.add_argument("--repeat", type=int, default=1,
                         help="back-to-back pairs per precision; the ratios use each side's fastest run")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         data_dir, precision, threads = args.child
-        dense_loop(data_dir, args.tasks, args.epochs, args.width, args.batch_size, precision, int(threads))
+        dense_loop(data_dir, args.tasks, args.epochs, args.width, args.batch_size, precision, int(threads), args.device)
         return
     from dstcl.run.environment import available_cpus
     from dstcl.train.precision import cpu_has_native_bf16
@@ -143,9 +148,9 @@ def main() -> None:
     print(describe_machine())
     print(f"{args.tasks} tasks x 10 classes, 5000 train / 1000 test images per task, 32 px, resnet18 width "
           f"{args.width}, density 0.2, ERK, random growth every {args.update_frequency} steps, batch {args.batch_size}, "
-          f"{args.epochs} epoch(s), {threads} thread(s), eval {args.eval}")
+          f"{args.epochs} epoch(s), {threads} thread(s), eval {args.eval}, device {args.device}")
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
-    if "bf16" in precisions and not cpu_has_native_bf16():
+    if "bf16" in precisions and args.device == "cpu" and not cpu_has_native_bf16():
         print("bf16: skipped, this CPU has no native bf16 (it would be emulated, many times slower)")
         precisions = [p for p in precisions if p != "bf16"]
     env_python = [sys.executable]
@@ -156,7 +161,8 @@ def main() -> None:
         for repeat in range(args.repeat):
             for precision in precisions:
                 dense = timed(env_python + [__file__, "--tasks", str(args.tasks), "--epochs", str(args.epochs),
-                                            "--width", str(args.width), "--batch-size", str(args.batch_size), "--child", str(root / "data"), precision,
+                                            "--width", str(args.width), "--batch-size", str(args.batch_size),
+                                            "--device", args.device, "--child", str(root / "data"), precision,
                                             str(threads)])
                 results.setdefault(f"dense {precision}", []).append(dense)
                 print(f"dense loop ({precision}): {dense[0]:.1f} s, peak {dense[1]:.2f} GB", flush=True)
@@ -167,7 +173,8 @@ def main() -> None:
                                         str(args.width), "--sparsity", "0.8", "--init", "erk", "--growth", "random",
                                         "--update-frequency", str(args.update_frequency), "--batch-size", str(args.batch_size),
                                         "--epochs", str(args.epochs), "--threads", str(threads), "--precision",
-                                        precision, "--eval", args.eval, "--no-progress", "--run-dir", str(run_dir)]
+                                        precision, "--eval", args.eval, "--device", args.device, "--no-progress",
+                                        "--run-dir", str(run_dir)]
                 run = timed(command)
                 results.setdefault(f"dstcl {precision}", []).append(run)
                 seconds = _phase_seconds(run_dir)

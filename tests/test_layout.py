@@ -19,12 +19,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dstcl"
 LAYERS = [
-    {"errors", "files", "faults", "registry", "settings", "yamlfile", "plugins", "metrics"},
+    {"errors", "files", "faults", "registry", "settings", "yamlfile", "plugins", "metrics", "safeload"},
     {"sparse", "models", "data"},
     {"train"},
     {"config"},
     {"run"},
-    {"sweep", "report", "deploy"},
+    {"sweep", "report", "deploy", "avalanche"},
     {"cli"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -160,4 +160,4 @@ def test_acc_evaluation_measures_only_the_diagonal_and_the_final_row(tmp_path):
     assert acc["baseline_accuracy"] is None and acc["fwt"] is None and acc["fwt_reference"] is None
     assert acc["evaluation"]["measured"] == 2 * 3 - 1 and acc["evaluation"]["proven"] == 1
     summary = (tmp_path / "acc" / "summary.md").read_text()
-    assert "n/a (needs --eval needed)" in summary
+    assert "not measured (--eval needed measures it; docs/metrics.md)" in summary

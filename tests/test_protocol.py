@@ -129,7 +129,7 @@ def test_kept_epoch_best_train_goes_back_to_the_best_epoch(tiny_net):
     from dstcl.train.config import TrainConfig
     from dstcl.train.trainer import TaskTrainer
 
-    learner = learner_for(tiny_net)
+    learner = learner_for(tiny_net, update_frequency=2)
     x = torch.randint(0, 255, (16, 3, 8, 8), dtype=torch.uint8)
     y = torch.randint(0, 2, (16,))
     trainer = TaskTrainer(tiny_net, learner, 0, x, y, slice(0, 2), lambda xb, g: xb.float() / 255,

@@ -357,7 +357,7 @@ def test_output_to_a_folder_or_an_unwritable_path_is_a_clear_error(grid_runs, tm
 
     import dstcl.files
 
-    def refuse(path, data):
+    def refuse(path, data, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(dstcl.files, "atomic_write_bytes", refuse)  # as a read-only folder would

@@ -444,3 +444,25 @@ def test_a_protocol_is_a_spelling_of_its_switches_so_a_run_has_one_id():
     assert one.protocol == "reference except counts=exact"
     assert resolve({"eval_logits": "all"}).protocol == "dstcl with eval_logits=all"
     assert config_hash(one.flat()) != config_hash(resolve({"protocol": "reference"}).flat())
+
+
+def test_every_committed_run_keeps_its_id():
+    """The study's committed runs are found again by their ids (folder names): a new setting, a spelling or
+    a refactor that changed an id would make a sweep redo finished work or mix two runs."""
+    import json
+    from pathlib import Path
+
+    from dstcl.config import NEUTRAL_DEFAULTS, from_flat, result_keys, saved_settings
+    from dstcl.run.hashing import config_hash
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").rglob("config.json"))
+    assert len(configs) >= 78
+    resolved = 0
+    for path in configs:
+        saved = json.loads(path.read_text())
+        assert config_hash(saved) == path.parent.name, path
+        cfg = from_flat(saved_settings(saved))
+        if result_keys(cfg.flat()) - set(NEUTRAL_DEFAULTS) <= set(saved):  # not written before a field existed
+            assert config_hash(cfg) == path.parent.name, path
+            resolved += 1
+    assert resolved >= 48  # the study's runs and everything after

@@ -162,7 +162,9 @@ def test_an_interrupted_run_is_resumed_by_the_next_sweep(tmp_path, monkeypatch):
     assert "resuming the unfinished run in" in (out / outcome.id / LOG_NAME).read_text()
 
 
-def test_unfinished_run_without_checkpoint_restarts_clean(tmp_path):
+def test_a_run_folder_that_lost_its_config_is_never_wiped(tmp_path):
+    """Results without the config.json that says whose they are: the run refuses the folder (nothing is
+    deleted) and the sweep reports it, rather than wiping what may be someone's results (issue 26, row 5)."""
     grid = tmp_path / "grid.yaml"
     grid.write_text("base: {epochs: 1, tasks: 2}\n")
     _, (spec,) = load_plan(grid)
@@ -174,9 +176,10 @@ def test_unfinished_run_without_checkpoint_restarts_clean(tmp_path):
     job = prepare_job(spec, tmp_path / "out")
     assert "--config" in job.args and "--resume" not in job.args
     assert json.loads((run_dir / CONFIG_NAME).read_text())["progress"] is False
-    outcome = execute_job(job)  # the run clears what the attempt without a config left, then starts
-    assert outcome.status == "completed", (run_dir / LOG_NAME).read_text()
-    assert (run_dir / "masks" / "task_00.npz").read_bytes() != b"stale"
+    outcome = execute_job(job)
+    assert outcome.status == "failed"
+    assert "not a dstcl run folder" in " ".join((run_dir / LOG_NAME).read_text().split())
+    assert (run_dir / "masks" / "task_00.npz").read_bytes() == b"stale"  # nothing was deleted
     assert (run_dir / LOG_NAME).read_text().startswith("=== old attempt\n")
 
 

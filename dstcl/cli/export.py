@@ -24,6 +24,8 @@ def execute(args: argparse.Namespace) -> int:
     if Path(args.output).is_dir():
         raise DstclError(f"-o {args.output} is a folder; give the name of the file to write, e.g. -o "
                          f"{Path(args.output) / 'model.dstcl'}.")
+    if not Path(args.output).parent.is_dir():  # said before the work; export_run checks it again when writing
+        raise DstclError(f"folder {Path(args.output).parent} does not exist; create it first or choose another -o.")
     sizes = export_run(args.run_dir, args.output)
     print(f"{args.output}: {sizes.describe()}")
     return 0

@@ -32,14 +32,17 @@ def execute(args: argparse.Namespace) -> int:
     import csv
     import io
     import sys
+    from pathlib import Path
 
     from ..deploy import load
     from ..deploy.images import read_images
     from ..errors import DstclError
-    from ..files import atomic_write_text
+    from ..files import FileWriteError, atomic_write_text
     from ..train.agnostic import TASK_CRITERIA
     from .output import warn
 
+    if args.output and not Path(args.output).parent.is_dir():  # said before the work, not after it
+        raise DstclError(f"folder {Path(args.output).parent} does not exist; create it first or choose another -o.")
     if args.criterion not in TASK_CRITERIA and args.criterion != "supsup":
         raise DstclError(TASK_CRITERIA.unknown(args.criterion).replace("; valid:", "; valid: supsup,"))
     model = load(args.model)
@@ -55,7 +58,12 @@ def execute(args: argparse.Namespace) -> int:
     for row in zip(names, prediction.classes, prediction.names, prediction.tasks, prediction.confidence):
         writer.writerow([*row[:4], f"{row[4]:.4f}"])
     if args.output:
-        atomic_write_text(args.output, buffer.getvalue())
+        try:  # the CSV's folder is not created: a mistyped -o must not leave folders behind
+            atomic_write_text(args.output, buffer.getvalue(), make_parents=False)
+        except FileWriteError as exc:
+            raise exc.for_option("-o") from None
+        except OSError as exc:  # -o names a folder, a path through a file, ...
+            raise DstclError(f"cannot write {args.output}: {exc.strerror or exc}; choose another -o.") from None
         print(f"{len(names)} predictions written to {args.output}")
     else:
         sys.stdout.write(buffer.getvalue())

@@ -80,7 +80,7 @@ def add_field_flags(groups: dict[str, Any]) -> None:
             group.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_const", const=True,
                                help=help_text.replace("%", "%%"))
             continue
-        default = "" if field.default is None else f" [default {field.default}]"
+        default = _default_text(name, field.default)
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=field.metadata.get("metavar") or name.upper(),
                            help=(help_text + default).replace("%", "%%"))
     seen: dict[str, list[str]] = {}
@@ -97,6 +97,22 @@ def add_field_flags(groups: dict[str, Any]) -> None:
         for action in action_group._group_actions:
             if action.dest.startswith("option:"):
                 action.help = "; ".join(seen[action.dest[len("option:"):]]).replace("%", "%%")
+
+
+def _default_text(name: str, default: Any) -> str:
+    """``[default 5]``, or the values the data sets bring (the defaults a run really uses)."""
+    from ..data import DATASETS
+
+    by_value: dict[Any, list[str]] = {}
+    for entry in DATASETS.entries():
+        value = entry.meta.get("defaults", {}).get(name)
+        if value is not None:
+            by_value.setdefault(value, []).append(entry.name)
+    if not by_value:
+        return "" if default is None else f" [default {default}]"
+    own = "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items())
+    every = sum(len(names) for names in by_value.values()) == len(DATASETS.names())
+    return f" [default: the data set's ({own})]" if every else f" [default {default}; {own}]"
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,6 +160,7 @@ def execute(args: argparse.Namespace) -> int:
                 raise ConfigError("--fresh discards the run in the folder given by --run-dir; without --run-dir every "
                                   "run gets a new folder anyway. Add --run-dir DIR or drop --fresh.")
             cfg = resolve(flags, preset=args.preset, config_file=args.config)
+            _say_what_auto_chose(flags, args.config, cfg)
             if args.check:
                 return _check(cfg)
             run_dir = args.run_dir
@@ -166,6 +183,16 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_what_auto_chose(flags: dict, config_file: str | None, cfg) -> None:
+    """``--precision auto`` is resolved before the run starts: say to what, once."""
+    from ..config import load_config_file
+
+    asked = flags.get("precision") or (load_config_file(config_file).get("precision") if config_file else None)
+    if asked == "auto":
+        print(f"--precision auto: {cfg.train.precision} (the fastest arithmetic this machine computes natively; "
+              "docs/performance.md)")
+
+
 def _check_log_dir(path: str) -> None:
     """Create the TensorBoard folder now: a bad path is a mistake to report before training, not after."""
     from pathlib import Path
@@ -186,12 +213,16 @@ def _check(cfg) -> int:
 
     experiment = Experiment(cfg, echo=print)
     learner = experiment.learner
-    total = sum(layer.numel for layer in learner.state.layers)
-    active = sum(learner.counts.values())
+    total = sum(learner.counts.values()) if not experiment.method.sparse else sum(
+        layer.numel for layer in learner.state.layers)
     print(json.dumps({**experiment.resolved_config()}, indent=2))
     updates = experiment.updates_per_task
     shown = str(updates[0]) if len(set(updates)) == 1 else f"{min(updates)}-{max(updates)}"
+    network = (f"{cfg.model.backbone} with {total:,} prunable weights, {sum(learner.counts.values()):,} active per "
+               f"task, {shown} topology update(s) per task" if experiment.method.sparse else
+               f"{cfg.model.backbone} with {total:,} trainable weights, all of them trained in every "
+               f"{'task' if experiment.method.sequential else 'step'} ({cfg.train.method}: dense)")
     print(f"configuration OK: {cfg.data.tasks} tasks of {experiment.per_task} classes, "
-          f"{len(experiment.tasks[0].train_y)} training images in task 0, {cfg.model.backbone} with {total:,} prunable "
-          f"weights, {active:,} active per task, {shown} topology update(s) per task, {experiment.threads} CPU thread(s).")
+          f"{len(experiment.tasks[0].train_y)} training images in task 0, {network}, {experiment.threads} CPU "
+          "thread(s).")
     return 0

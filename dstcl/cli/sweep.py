@@ -46,14 +46,23 @@ def add_parser(sub) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from ..run.environment import Terminated, stop_on_sigterm
     from ..sweep import format_summary, run_sweep
+    from .output import error
 
     out = args.out or str(Path("sweeps") / Path(args.grid).stem)
-    result = run_sweep(
-        args.grid, out, dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
-        cpus=args.cpus_per_run, gpus=args.gpus_per_run, tensorboard=args.tensorboard,
-        overrides=parse_overrides(args.overrides), fresh=args.fresh,
-    )
+    try:
+        with stop_on_sigterm():  # SIGTERM stops the runs as Ctrl-C does, instead of leaving them orphaned
+            result = run_sweep(
+                args.grid, out, dry_run=args.dry_run, jobs=args.jobs, executor=args.executor, address=args.address,
+                cpus=args.cpus_per_run, gpus=args.gpus_per_run, tensorboard=args.tensorboard,
+                overrides=parse_overrides(args.overrides), fresh=args.fresh,
+            )
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        error(f"sweep stopped by {how}; the runs still going were stopped and keep their completed work. Run the "
+              f"same dstcl sweep command again to finish them (completed runs are skipped, stopped ones resumed).")
+        return 130
     if args.dry_run:
         return 0
     print(format_summary(result))

@@ -16,8 +16,6 @@ from typing import Any, Mapping
 
 from ..data import DATASETS, dataset_classes, dataset_defaults
 from ..errors import ConfigError
-from ..sparse.auto import AUTO
-from ..sparse.growth_plan import parse_growth
 from ..train.precision import resolve_precision
 from ..yamlfile import read_config_file
 from .protocol import expand_protocol
@@ -163,7 +161,7 @@ def _check_gathered_training(cfg: RunConfig) -> None:
         problem = f"method {cfg.train.method!r} trains a dense network, which has no inactive channels to skip"
     elif cfg.model.bn != "batch":
         problem = "it supports batch-statistics BatchNorm only (--bn batch)"
-    elif cfg.sparse.needs("momentum", cfg.data.tasks) or AUTO in parse_growth(cfg.sparse.growth).criteria():
+    elif cfg.sparse.reads("momentum", cfg.data.tasks):
         problem = ("growth that reads the optimizer momentum of inactive weights (momentum, auto) needs the dense "
                    "gradient at every step, which gathered training does not compute")
     if problem:

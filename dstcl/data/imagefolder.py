@@ -11,14 +11,17 @@ path, size and modification time); reading a tar is always one sequential pass.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import tarfile
+import warnings
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -28,6 +31,12 @@ from .cache import DiskCache
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+# The largest image dstcl decodes: 150 megapixels (e.g. 12,000 x 12,500). That is above the full size of
+# common cameras (108 MP phones, 100-150 MP medium format) and below Pillow's own decompression-bomb refusal
+# (2 x PIL.Image.MAX_IMAGE_PIXELS, 179 MP by default), so one check with one message covers both. Decoding
+# needs 3 bytes per pixel (450 MB here) before the image is shrunk to the model's size (8 to 1024 px); a
+# larger "image" is most likely a decompression bomb (a small file claiming an enormous size) or a mistake.
+MAX_IMAGE_PIXELS = 150_000_000
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,32 @@ def read_bytes(container: Container, members: list[str]) -> Iterator[tuple[str, 
         raise damaged_archive(container.path, exc) from None
 
 
+@contextlib.contextmanager
+def open_image(data: bytes, where: str) -> Iterator[Any]:
+    """Pillow's image of ``data``, opened without decoding; refused with a DataError naming ``where`` when it
+    claims more than MAX_IMAGE_PIXELS, so that no reader allocates memory for a decompression bomb."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # dstcl's own limit applies below
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:  # above Pillow's limit: it gives the pixel count only
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise too_large(where, f"{int(found.group(1)):,} pixels" if found else "more pixels") from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise too_large(where, f"{width:,} x {height:,} = {width * height:,} pixels")
+        yield img
+
+
+def too_large(where: str, size: str) -> DataError:
+    return DataError(f"the image {where} has {size}, more than the {MAX_IMAGE_PIXELS:,} pixels dstcl decodes (a "
+                     "larger file is most likely a decompression bomb or a mistake); shrink it (it is resized to the "
+                     "model's image size anyway) or remove it.")
+
+
 def decode_image(data: bytes, size: int, where: str) -> np.ndarray:
     """One image as uint8 3 x size x size RGB; resized (bicubic, antialiased) when it is not that size.
 
@@ -220,7 +255,7 @@ def decode_image(data: bytes, size: int, where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, where) as img:
             img = img.convert("RGB")
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BICUBIC)

@@ -13,13 +13,16 @@ each image is classified on its own.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data.augment import normalize
 from ..errors import DstclError
+from ..safeload import DamagedFileError
 from ..models import build_model, set_task
 from ..models.gather import gather_channels
 from ..sparse.params import prunable_parameters
@@ -42,6 +45,16 @@ class Prediction:
 
 class DstclModel:
     def __init__(self, package: dict):
+        try:
+            self._build(package)
+        except DstclError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, ZeroDivisionError, AttributeError) as exc:
+            raise DamagedFileError(f"the model's contents are inconsistent ({type(exc).__name__}: {str(exc)[:160]}); "
+                                   "the file is damaged or was not written by dstcl export.") from None
+
+    def _build(self, package: dict) -> None:
+        _check_metadata(package)
         backbone = package["backbone"]
         channels, height, _ = package["preprocess"]["image_shape"]
         self.package = package
@@ -62,14 +75,23 @@ class DstclModel:
                 raise DstclError(f"the model file does not fit the {backbone['name']} backbone built from it (layer "
                                  f"{name}); it was made with other backbone options or another dstcl.")
             if layer["masks"] is None:
-                self.values[name] = layer["dense_values"]
+                self.values[name] = _finite(layer["dense_values"], name, shape)
                 continue
+            if len(layer["masks"]) != len(self.heads) or any(
+                    not torch.is_tensor(b) or b.numel() != -(-math.prod(shape) // 8) for b in layer["masks"]):
+                raise DamagedFileError(f"layer {name} of the model has {len(layer['masks'])} task mask(s) of the wrong "
+                                       f"size for {len(self.heads)} tasks; the file is damaged.")
             masks = [unpack_mask(bits.numpy(), shape) for bits in layer["masks"]]
             values = torch.zeros(shape)
-            values[owned_positions(masks, self.heads if layer["head"] else None)] = layer["owned_values"]
+            values[owned_positions(masks, self.heads if layer["head"] else None)] = _finite(
+                layer["owned_values"], name, None)
             self.values[name] = values
             for task, mask in enumerate(masks):
                 self.masks[task][name] = mask
+        missing = sorted(set(self.params) - set(self.values))
+        if missing or not self.heads:
+            raise DamagedFileError(f"the model file holds no weights for {', '.join(missing[:3]) or 'any task'}; the "
+                                   "file is damaged or incomplete.")
         if package.get("buffers"):
             self.model.load_state_dict({**self.model.state_dict(), **package["buffers"]})
         self.mean, self.std = tuple(package["preprocess"]["mean"]), tuple(package["preprocess"]["std"])
@@ -99,7 +121,12 @@ class DstclModel:
         set_task(self.model, task)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> the normalised float input the network was trained on (floats pass through)."""
+        """uint8 images -> the normalised float input the network was trained on (floats pass through); a
+        numpy array is taken as the tensor it holds."""
+        if isinstance(images, np.ndarray):
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if not torch.is_tensor(images):
+            raise DstclError(f"images must be a tensor or a numpy array (N x C x H x W), got {type(images).__name__}.")
         expected = tuple(self.package["preprocess"]["image_shape"])
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise DstclError(f"images must be N x {' x '.join(map(str, expected))} (the run's image shape), got "
@@ -147,6 +174,40 @@ class DstclModel:
         self._loaded = None
         set_task(self.model, 0)
         return supsup_scores(self.model, self.values, self.masks, self.prepare(images))
+
+
+def _check_metadata(package: dict) -> None:
+    """The task split, class names and preprocessing of a model file must agree with each other."""
+    classes = int(package["backbone"]["num_classes"])
+    heads, task_classes, names = package["heads"], package["task_classes"], package["class_names"]
+    shape = package["preprocess"]["image_shape"]
+    problems = []
+    if not heads or not all(isinstance(h, (list, tuple)) and len(h) == 2 and 0 <= h[0] < h[1] <= classes
+                            for h in heads):
+        problems.append(f"its task heads {str(heads)[:60]} are not row ranges of its {classes} classes")
+    elif len(task_classes) != len(heads) or any(len(c) != h[1] - h[0] or not all(0 <= k < classes for k in c)
+                                                for c, h in zip(task_classes, heads)):
+        problems.append("its task split does not match its heads")
+    if len(names) != classes:
+        problems.append(f"it names {len(names)} classes for {classes}")
+    if len(shape) != 3 or len(package["preprocess"]["mean"]) != shape[0] or len(package["preprocess"]["std"]) != shape[0]:
+        problems.append("its image shape and normalisation do not agree")
+    if problems:
+        raise DamagedFileError(f"the model file is inconsistent: {'; '.join(problems)}. It is damaged, or it was not "
+                               "written by dstcl export.")
+
+
+def _finite(values: torch.Tensor, name: str, shape: tuple[int, ...] | None) -> torch.Tensor:
+    """The weights of layer ``name`` if they are a float tensor (of ``shape``) without NaN or infinity."""
+    if not torch.is_tensor(values) or not values.is_floating_point():
+        raise DamagedFileError(f"layer {name} of the model holds no weight tensor; the file is damaged.")
+    if shape is not None and tuple(values.shape) != shape:
+        raise DamagedFileError(f"layer {name} of the model has weights of shape {tuple(values.shape)}, not {shape}; "
+                               "the file is damaged.")
+    if not bool(torch.isfinite(values).all()):
+        raise DamagedFileError(f"layer {name} of the model holds NaN or infinite weights; a model like that predicts "
+                               "nothing meaningful. The file is damaged, or the run diverged.")
+    return values
 
 
 def load(path: str | Path) -> DstclModel:

@@ -25,10 +25,13 @@ import torch
 
 from .. import __version__
 from ..errors import DstclError
-from ..files import atomic_write_bytes
+from ..files import FileWriteError, atomic_write_bytes
 from ..run.hashing import config_hash
-from ..run.rundir import BUFFERS, STATE, WEIGHTS, read_config, read_metrics
-from ..sparse.state import unpack_mask
+from ..run.integrity import verify_files
+from ..run.rundir import BUFFERS, CONFIG, STATE, WEIGHTS, read_config, read_metrics
+from ..safeload import DamagedFileError, UnsafeFileError, load_torch
+from ..sparse.state import check_payload, unpack_mask
+from ..train.methods import METHODS
 
 FORMAT = "dstcl-model/1"
 
@@ -70,6 +73,9 @@ def build_package(run_dir: str | Path) -> tuple[dict, ExportSizes]:
         raise DstclError(f"the run in {run_dir} is not completed (status {metrics.get('status')!r}); finish it "
                          f"(dstcl run --resume {run_dir}) before exporting it.")
     resolved = config.get("resolved") or {}
+    sparse = _is_sparse(config, run_dir)
+    used = [CONFIG, STATE] if sparse else [CONFIG, WEIGHTS]
+    verify_files(run_dir, metrics, used + ([BUFFERS] if (run_dir / BUFFERS).is_file() else []))
     missing = [k for k in ("class_names", "image_shape", "mean", "std", "task_classes") if k not in resolved]
     if missing:
         raise DstclError(f"{run_dir} was written by an older dstcl whose config.json lacks {', '.join(missing)}; run "
@@ -78,8 +84,9 @@ def build_package(run_dir: str | Path) -> tuple[dict, ExportSizes]:
     heads = [[t * per_task, (t + 1) * per_task] for t in range(len(resolved["task_classes"]))]
     layers, owned_total, weights_total, dense_bytes = [], 0, 0, 0
     state_file = run_dir / STATE
-    if state_file.is_file():
-        payload = _load(state_file)
+    if sparse:
+        payload = _load(state_file, "sparse state")
+        check_payload(payload)
         classifier = resolved.get("classifier", payload["layers"][-1]["name"])
         for entry in payload["layers"]:
             shape = tuple(entry["shape"])
@@ -94,14 +101,16 @@ def build_package(run_dir: str | Path) -> tuple[dict, ExportSizes]:
             weights_total += math.prod(shape)
             dense_bytes += 4 * math.prod(shape)
     else:  # a dense run: one network for every task
-        weights = _load(run_dir / WEIGHTS)
+        weights = _load(run_dir / WEIGHTS, "weights file")
+        if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
+            raise DamagedFileError(f"{run_dir / WEIGHTS} does not hold a network's weights (name -> tensor).")
         for name, value in weights.items():
             layers.append({"name": name, "shape": list(value.shape), "dense_values": value.float().clone(),
                            "masks": None, "head": False})
             owned_total += value.numel()
             weights_total += value.numel()
             dense_bytes += 4 * value.numel()
-    buffers = _load(run_dir / BUFFERS) if (run_dir / BUFFERS).is_file() else {}
+    buffers = _load(run_dir / BUFFERS, "statistics file") if (run_dir / BUFFERS).is_file() else {}
     package = {
         "format": FORMAT, "dstcl": __version__, "config_hash": config_hash(config), "config": config,
         "backbone": {"name": config["backbone"], "bn": config["bn"], "max_tasks": int(config["tasks"]),
@@ -115,7 +124,7 @@ def build_package(run_dir: str | Path) -> tuple[dict, ExportSizes]:
     }
     buffer = io.BytesIO()
     torch.save(package, buffer)
-    tasks = len(heads) if state_file.is_file() else 0
+    tasks = len(heads) if sparse else 0
     dense_bytes += sum(4 * b.numel() for b in buffers.values())
     return package, ExportSizes(len(buffer.getvalue()), owned_total, weights_total, tasks, dense_bytes)
 
@@ -125,8 +134,10 @@ def export_run(run_dir: str | Path, out: str | Path) -> ExportSizes:
     package, sizes = build_package(run_dir)
     buffer = io.BytesIO()
     torch.save(package, buffer)
-    try:
-        atomic_write_bytes(out, buffer.getvalue())
+    try:  # the model file's folder is not created: a mistyped -o must not leave folders behind
+        atomic_write_bytes(out, buffer.getvalue(), make_parents=False)
+    except FileWriteError as exc:
+        raise exc.for_option("-o") from None
     except OSError as exc:
         raise DstclError(f"cannot write {out}: {exc.strerror or exc}; give -o a file in a folder you can write to.") from None
     return sizes
@@ -137,17 +148,28 @@ def read_package(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         return build_package(path)[0]  # a run directory: export it in memory
+    if not path.exists():
+        raise DstclError(f"{path} does not exist; give a .dstcl file (dstcl export RUN_DIR -o FILE) or a run directory.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DstclError(f"{path} does not exist; give a .dstcl file (dstcl export RUN_DIR -o FILE) or a run directory.") from None
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is "not a dstcl model"
-        raise DstclError(f"{path} is not a dstcl model file ({type(exc).__name__}); make one with dstcl export "
-                         "RUN_DIR -o FILE.") from None
+        payload = load_torch(path, "model file")
+    except UnsafeFileError:
+        raise
+    except DstclError as exc:  # anything unreadable is "not a dstcl model"
+        raise DamagedFileError(f"{path} is not a dstcl model file ({str(exc).split(': ', 1)[0]}); make one with dstcl "
+                               "export RUN_DIR -o FILE.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DstclError(f"{path} is not a dstcl model file (format {payload.get('format') if isinstance(payload, dict) else None!r}, "
                          f"expected {FORMAT}); make one with dstcl export RUN_DIR -o FILE.")
     return payload
+
+
+def _is_sparse(config: dict, run_dir: Path) -> bool:
+    """Whether the run's method keeps per-task masks (its results are in state.pt, not weights.pt alone)."""
+    method = config.get("method", "dst")
+    if method not in METHODS:
+        raise DamagedFileError(f"{run_dir / CONFIG} names the method {method!r}, which this dstcl does not know; "
+                               f"valid: {', '.join(METHODS.names())}.")
+    return METHODS.get(method).sparse
 
 
 def _options(config: dict) -> dict:
@@ -157,8 +179,6 @@ def _options(config: dict) -> dict:
     return {o.name: config[o.name] for o in entry.options if o.name in config}
 
 
-def _load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise DstclError(f"cannot read {path}: {exc}. The run's files are damaged.") from None
+def _load(path: Path, what: str) -> Any:
+    """A file of the run, read without running code (:func:`dstcl.safeload.load_torch`)."""
+    return load_torch(path, what)

@@ -22,6 +22,8 @@ import torch
 
 from .. import faults
 from ..errors import DstclError
+from ..files import disk_full_error
+from ..safeload import UnsafeFileError, load_torch
 
 _NAME = re.compile(r"^ckpt-(\d{6})\.pt$")
 
@@ -111,8 +113,12 @@ class Checkpointer:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
+            full = disk_full_error(exc, path)  # torch reports a full disk as its own RuntimeError
             tmp.unlink(missing_ok=True)  # a half file must not keep the space a full disk needs for metrics.json
+            if full is not None:
+                advice = f"free space and resume the run with dstcl run --resume {self.folder.parent}"
+                raise full.advise(advice) from exc
             raise
         _fsync_dir(path.parent)
         for old in self.paths()[: -self.keep]:
@@ -124,10 +130,12 @@ class Checkpointer:
         """The newest readable checkpoint (warning about each unreadable newer one), or None."""
         for path in reversed(self.paths()):
             try:
-                payload = torch.load(path, map_location="cpu", weights_only=False)
+                payload = load_torch(path, "checkpoint")  # never unpickles code: a crafted file is refused
                 if not isinstance(payload, dict) or "phase" not in payload:
                     raise ValueError("not a dstcl checkpoint")
                 return payload, path
+            except UnsafeFileError:
+                raise  # not damage but a planted file: continuing from an older one would hide it
             except Exception as exc:  # truncated, corrupt or foreign: fall back to the previous one
                 warnings.warn(f"checkpoint {path.name} is unreadable ({exc.__class__.__name__}); "
                               "falling back to the previous one.", CheckpointWarning, stacklevel=2)

@@ -21,7 +21,7 @@ import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -80,6 +80,18 @@ def available_cpus() -> int:
     if quota is not None:
         count = min(count, max(1, math.floor(quota)))
     return max(1, count)
+
+
+def capped_threads(requested: int | None, echo: Callable[[str], None] = print) -> int:
+    """The thread count a run computes with: ``requested`` (or :func:`default_threads`), at most the CPUs this
+    process may use, saying so when it caps (more threads than CPUs only share them: many times slower)."""
+    count = requested or default_threads()
+    cpus = available_cpus()
+    if count <= cpus:
+        return count
+    given = f"--threads {count}" if requested else f"OMP_NUM_THREADS={count}"
+    echo(f"{given} is more than the {cpus} CPU{'s' if cpus > 1 else ''} this process may use; using {cpus}")
+    return cpus
 
 
 def use_threads(count: int) -> int:

@@ -24,7 +24,7 @@ from ..data import BatchAugment, load_dataset, make_tasks
 from ..errors import ConfigError, DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
-from ..sparse import CapacityWarning, SparseLearner, prunable_parameters
+from ..sparse import CapacityWarning, prunable_parameters
 from ..sparse.criteria import grow_needs
 from ..train.evaluate import EvalSet, EvalProtocol, eval_batches
 from ..train.gathered import GatheredTraining
@@ -35,7 +35,8 @@ from .checkpoint import Checkpointer
 from .resume import ExperimentCheckpoints
 from .compute import ComputeLedger
 from .environment import default_threads, environment, resolve_device, seed_everything
-from .environment import Terminated, release_free_memory, use_threads
+from .environment import Terminated, capped_threads, release_free_memory, use_threads
+from .integrity import FILES, FileDigests, mask_file, repair_masks
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
@@ -87,8 +88,10 @@ def resume_experiment(run_dir: str | Path, *, echo: Callable[[str], None] = prin
     run = RunDir.reopen(run_dir)  # takes the run's lock: a run still going is refused here
     try:
         saved = read_config(run.path)
-        if run_status(run.path) == COMPLETED:
-            raise DstclError(f"the run in {run.path} is already completed; nothing to resume.")
+        if run_status(run.path) == COMPLETED:  # as the same command with --run-dir: nothing to do, not an error
+            run.close()
+            echo(f"{run.path} already holds this run, completed; nothing to resume.")
+            return RunResult(run.path, read_metrics(run.path), from_flat(saved_settings(saved)))
         cfg = from_flat({**saved_settings(saved), **{k: v for k, v in (overrides or {}).items() if v is not None}})
         experiment = Experiment(cfg, echo=echo)
     except BaseException:
@@ -104,7 +107,7 @@ class Experiment(ExperimentCheckpoints):
 
     def __init__(self, cfg: RunConfig, *, echo: Callable[[str], None] = print):
         self.cfg, self.echo = cfg, echo
-        self.threads = use_threads(cfg.run.threads or default_threads())
+        self.threads = use_threads(capped_threads(cfg.run.threads, echo))  # never more threads than CPUs
         self.device = resolve_device(cfg.run.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
@@ -162,12 +165,17 @@ class Experiment(ExperimentCheckpoints):
         run_cfg = self.cfg.run
         self.matrix = AccuracyMatrix(self.model, self.learner, self.heads, tests, self._prepare_test, self.device,
                                      mode=run_cfg.eval, precision=self.cfg.train.precision,
-                                     isolated=self.method["sparse"],
+                                     isolated=self.method.sparse,
                                      protocol=EvalProtocol(run_cfg.eval_logits, run_cfg.test_augment,
                                                            run_cfg.test_order, run_cfg.seed),
                                      gather=self.image_shape if self.cfg.sparse.structure == "channel" else None)
+        self.files = FileDigests(run.path)
         if resume:
             self._resume_from_checkpoint(run)
+            if self.method.sparse:
+                repair_masks(run, self.learner.state, self.learner.learned_tasks, self.echo)
+                for task in range(self.learner.learned_tasks):
+                    self.files.record(mask_file(task))
         else:
             run.write_json(CONFIG, self.resolved_config())
         run.write_json(ENVIRONMENT, environment(self.device))
@@ -208,28 +216,45 @@ class Experiment(ExperimentCheckpoints):
             except DstclError as exc:  # a background write failed (a full disk): the run did not complete
                 if status == COMPLETED:
                     status, error, late = "failed", str(exc), exc
+            if status == COMPLETED:
+                try:  # every result file first: metrics.json saying "completed" is the last write
+                    self._write_results(run)
+                except (OSError, DstclError) as exc:  # a full disk: the run can be resumed to write them
+                    status, error = "failed", f"writing the final files failed: {exc}"
+                    late = exc if isinstance(exc, DstclError) else DstclError(error)
             final = self._metrics(status, error)
             if status != COMPLETED:
                 final["resume"] = f"dstcl run --resume {run.path}"
-            run.write_json(METRICS, final)
-            if status == COMPLETED:
-                if isinstance(self.learner, SparseLearner):
-                    run.save_torch(STATE, self.learner.state.to_payload())
-                    weights = {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()}
-                else:  # one dense network
-                    weights = {n: p.detach().cpu() for n, p in self.learner.params.items()}
-                run.save_torch(WEIGHTS, weights)
-                buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()}
-                if buffers:  # per-task BatchNorm statistics (--bn task)
-                    run.save_torch(BUFFERS, buffers)
+            else:
                 run.write_text(SUMMARY, format_summary(final, self.cfg.flat(), run.path,
-                                                           [t.classes for t in self.tasks]))
+                                                       [t.classes for t in self.tasks]))
+            faults.point("final_write")
+            run.write_json(METRICS, final)
             run.event({"event": "run_end", "status": status})
         finally:
             run.close()
         if late is not None:
             raise late
         return status
+
+    def _write_results(self, run: RunDir) -> None:
+        """The final state, weights and statistics, each followed by its digest (:mod:`dstcl.run.integrity`)."""
+        if self.method.sparse:
+            faults.point("final_write")
+            run.save_torch(STATE, self.learner.state.to_payload())
+            self.files.record(STATE)
+            weights = {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()}
+        else:  # one dense network
+            weights = {n: p.detach().cpu() for n, p in self.learner.params.items()}
+        faults.point("final_write")
+        run.save_torch(WEIGHTS, weights)
+        self.files.record(WEIGHTS)
+        buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()}
+        if buffers:  # per-task BatchNorm statistics (--bn task)
+            faults.point("final_write")
+            run.save_torch(BUFFERS, buffers)
+            self.files.record(BUFFERS)
+        self.files.record(CONFIG)
 
     def _learn_task(self, i: int, run: RunDir, bar) -> None:
         cfg, T = self.cfg, self.cfg.data.tasks
@@ -270,29 +295,30 @@ class Experiment(ExperimentCheckpoints):
             self.echo(f"note: task {i} now owns every weight of {len(full)} layer(s) ({', '.join(full[:3])}"
                       f"{', ...' if len(full) > 3 else ''}); later tasks reuse them read-only. Expected when ERK keeps "
                       "small layers dense; per-layer use is in capacity.json.")
-        growth = self.learner.plan.for_task(i) if isinstance(self.learner, SparseLearner) else None
+        growth = self.learner.plan.for_task(i) if self.method.sparse else None
         self.compute.record_phase(i, masks, len(trainer.train_y), len(self.tasks), self.cfg, growth,
-                                  self.updates_per_task[i], sequential=self.method["sequential"], shapes=self.shapes)
-        if self.cfg.model.bn == "task" and self.method["sequential"]:  # statistics of the final weights,
+                                  self.updates_per_task[i], sequential=self.method.sequential, shapes=self.shapes)
+        if self.cfg.model.bn == "task" and self.method.sequential:  # statistics of the final weights,
             images = EvalSet(trainer.train_x, trainer.train_y).x  # from class-mixed batches (never stored order)
             prepare = self._prepare_test
             reestimate_statistics(self.model, i, (prepare(images[a:b]) for a, b in eval_batches(len(images), 128)))
         if masks:  # a dense learner has none
             run.save_mask(i, masks)
+            self.files.record(mask_file(i))
             self.capacity.append({"task": i, "layers": [row.as_dict() for row in report],
                                   "inference": self.compute.per_task[-1] | self.compute.dense_figures()})
             run.write_json(CAPACITY, self.capacity)
-        self.matrix.after_task(i) if self.method["sequential"] else self.matrix.after_joint()
+        self.matrix.after_task(i) if self.method.sequential else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
         # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
         self._checkpoint("task_done", i, None, blocking=True)  # written now: no snapshot copy
         release_free_memory()
         R = self.matrix.R
-        row = R[i] if self.method["sequential"] else R[-1]
-        seen = row[: i + 1] if self.method["sequential"] else row
+        row = R[i] if self.method.sequential else R[-1]
+        seen = row[: i + 1] if self.method.sequential else row
         run.event({"event": "task_end", "task": i, **summary, "accuracy": seen})
         run.write_json(METRICS, self._metrics("running", None))
-        if self.method["sequential"]:
+        if self.method.sequential:
             self.echo(f"task {i + 1}/{T}: accuracy {R[i][i]:.2f} %, mean over seen tasks {np.mean(seen):.2f} % "
                       f"({summary['seconds']:.1f} s)")
         else:
@@ -315,7 +341,7 @@ class Experiment(ExperimentCheckpoints):
 
     def _metrics(self, status: str, error: str | None) -> dict:
         out = {"status": status, **self.matrix.summary(), "topology_updates_per_task": self.updates_per_task,
-               "compute": self.compute.summary()}
+               "compute": self.compute.summary(), FILES: self.files.as_dict()}
         if self.agnostic is not None:
             out["task_inference_accuracy"] = self.agnostic["task_inference"][DEFAULT_CRITERION]
             out["class_incremental_accuracy"] = self.agnostic["class_incremental"][DEFAULT_CRITERION]

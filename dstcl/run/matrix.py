@@ -36,7 +36,7 @@ from .. import faults, metrics
 from ..errors import DstclError
 from ..models import set_task, task_norm_state
 from ..models.gather import gather_channels
-from ..sparse import SparseLearner
+from ..train.contract import Learner
 from ..train.evaluate import CANONICAL, EVAL_BATCH_SIZE, FORWARD_METRICS, EvalSet, EvalProtocol, accuracy
 
 
@@ -47,7 +47,7 @@ class IsolationError(DstclError):
 class AccuracyMatrix:
     """R (T x T, percent, None where not evaluated) and the untrained baseline, filled task by task."""
 
-    def __init__(self, model: nn.Module, learner: SparseLearner, heads: Sequence[slice], tests: Sequence[EvalSet],
+    def __init__(self, model: nn.Module, learner: Learner, heads: Sequence[slice], tests: Sequence[EvalSet],
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, *, mode: str = "needed",
                  precision: str = "fp32", isolated: bool = True, gather: tuple[int, ...] | None = None,
                  protocol: EvalProtocol = CANONICAL):

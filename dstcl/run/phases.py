@@ -17,33 +17,31 @@ from ..config import RunConfig
 from ..data import Task
 from ..errors import ConfigError
 from ..sparse import SparseLearner, UpdateEvery
+from ..sparse.schedules import FEW_UPDATES, check_update_count
 from ..train.dense import DenseLearner
+from ..train.methods import METHODS, Method
 from ..train.trainer import Head, joint_head, slice_head, steps_per_epoch
-
-FEW_UPDATES = 3  # fewer topology updates per task than this is a warning
 
 
 def make_learner(cfg: RunConfig, model: nn.Module, heads: Sequence[slice], classifier: str
                  ) -> SparseLearner | DenseLearner:
     """The learner of the run's method: sparse and isolated (DST, static) or dense (the baselines)."""
     method = method_of(cfg)
-    if not method["sparse"]:
+    if not method.sparse:
         return DenseLearner(model, num_tasks=cfg.data.tasks)
-    sparse = cfg.sparse if method["dynamic"] else dataclasses.replace(cfg.sparse, update_frequency=0)
+    sparse = cfg.sparse if method.dynamic else dataclasses.replace(cfg.sparse, update_frequency=0)
     rows = {classifier: list(heads)}  # task i trains (and owns) only its own rows of the classifier
     return SparseLearner(model, sparse, seed=cfg.run.seed, num_tasks=cfg.data.tasks, heads=rows)
 
 
-def method_of(cfg: RunConfig) -> dict:
-    from ..train.methods import METHODS
-
-    return dict(METHODS.entry(cfg.train.method).meta)
+def method_of(cfg: RunConfig) -> Method:
+    return METHODS.get(cfg.train.method)
 
 
-def training_phases(method: dict, tasks: Sequence[Task], heads: Sequence[slice]
+def training_phases(method: Method, tasks: Sequence[Task], heads: Sequence[slice]
                     ) -> list[tuple[torch.Tensor, torch.Tensor, Head]]:
     """What each training phase trains on: one phase per task, or one over all tasks (``joint``)."""
-    if method["sequential"]:
+    if method.sequential:
         return [(t.train_x, t.train_y, slice_head(head)) for t, head in zip(tasks, heads)]
     per_task = len(tasks[0].classes)
     x = torch.cat([t.train_x for t in tasks])
@@ -53,21 +51,15 @@ def training_phases(method: dict, tasks: Sequence[Task], heads: Sequence[slice]
 
 def check_updates(cfg: RunConfig, train_sizes: Sequence[int], echo: Callable[[str], None]) -> list[int]:
     """Topology updates each task will get; none with DST chosen is an error, few a warning."""
-    if not (cfg.sparse.dynamic and method_of(cfg)["dynamic"]):
+    if not (cfg.sparse.dynamic and method_of(cfg).dynamic):
         return [0] * len(train_sizes)
     epochs, frequency = cfg.train.epochs, cfg.sparse.update_frequency
     steps = [steps_per_epoch(n, cfg.train.batch_size) * epochs for n in train_sizes]
     counts = [UpdateEvery(frequency).count(n) for n in steps]
     fewest = min(range(len(counts)), key=lambda t: counts[t])
     best = max(1, steps[fewest] // FEW_UPDATES)
-    if counts[fewest] == 0:
-        raise ConfigError(
-            f"update_frequency {frequency} gives task {fewest} no topology update at all ({steps[fewest]} optimizer "
-            f"steps: {epochs} epoch(s) of {steps[fewest] // epochs} batches), so the growth criterion would have no "
-            f"effect. Use a smaller --update-frequency (at most {best} gives {FEW_UPDATES} updates per task), or "
-            "--method static (or --update-frequency 0) for static sparse training (each task keeps its initial "
-            "topology)."
-        )
+    check_update_count(frequency, steps[fewest], fewest,
+                       f"{steps[fewest]} optimizer steps: {epochs} epoch(s) of {steps[fewest] // epochs} batches")
     if counts[fewest] < FEW_UPDATES:
         echo(f"warning: only {counts[fewest]} topology update(s) in task {fewest} ({steps[fewest]} steps, one every "
              f"{frequency}); DST barely changes the topology. --update-frequency {best} gives {FEW_UPDATES}.")

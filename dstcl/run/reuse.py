@@ -15,7 +15,20 @@ from typing import Any, Mapping
 from ..config import RunConfig
 from ..errors import DstclError
 from .hashing import config_hash, result_settings
-from .rundir import COMPLETED, is_run_dir, read_config, run_status
+from .rundir import CHECKPOINTS, COMPLETED, EVENTS, LOCK, MASKS, METRICS, SWEEP_CONFIG, SWEEP_LOG, is_run_dir, read_config, run_status
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """What ``path`` holds besides an empty run skeleton (the lock, empty masks/ and checkpoints/ folders)."""
+    if not path.is_dir():
+        return []
+    found = []
+    for entry in sorted(path.iterdir()):
+        if entry.name in (LOCK, SWEEP_CONFIG, SWEEP_LOG) or (entry.name in (MASKS, CHECKPOINTS) and entry.is_dir()
+                                                               and not any(entry.iterdir())):
+            continue
+        found.append(entry.name + ("/" if entry.is_dir() else ""))
+    return found
 
 
 @dataclass(frozen=True)
@@ -26,13 +39,28 @@ class Reuse:
 
 def decide(path: str | Path, cfg: RunConfig, *, fresh: bool = False) -> Reuse:
     path = Path(path)
-    if fresh or not is_run_dir(path):
+    if not is_run_dir(path):
+        foreign = foreign_entries(path)
+        if foreign:  # never delete what dstcl did not write (or a run whose config.json was lost)
+            lost = (" It looks like a run folder whose config.json was lost." if {METRICS, EVENTS} & set(foreign)
+                    else "")
+            raise DstclError(
+                f"{path} is not empty and is not a dstcl run folder (no config.json): it holds "
+                f"{', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}.{lost} dstcl never deletes files it did "
+                "not write; give --run-dir a new or empty folder, or move those files away."
+            )
+        return Reuse("start")
+    if fresh:
         return Reuse("start")
     saved = read_config(path)
     status = run_status(path)
     if config_hash(saved) == config_hash(cfg):
         if status == COMPLETED:
-            return Reuse("done", f"{path} already holds this run, completed (same settings); nothing to do.")
+            threads = saved.get("threads")
+            other = (f" It ran with {threads} CPU thread(s), this command asks for {cfg.run.threads}: the thread count "
+                     "changes floating-point results, so the run was not repeated." if threads not in
+                     (None, cfg.run.threads) and cfg.run.threads is not None else "")
+            return Reuse("done", f"{path} already holds this run, completed (same settings); nothing to do.{other}")
         threads = saved.get("threads")
         kept = f"; it keeps its recorded {threads} CPU thread(s)" if threads not in (None, cfg.run.threads) else ""
         return Reuse("resume", f"resuming the unfinished run in {path} (same settings as this command{kept})")

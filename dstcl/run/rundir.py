@@ -50,6 +50,8 @@ LOCK = "run.lock"
 MASKS = "masks"
 CHECKPOINTS = "checkpoints"
 COMPLETED = "completed"
+SWEEP_CONFIG = "sweep-config.json"  # written by dstcl sweep before it starts the run: its resolved config
+SWEEP_LOG = "sweep.log"  # the sweep's log of every attempt of the run
 # Outputs of a run attempt, removed when a folder is reused for a fresh start.
 OUTPUT_FILES = (CONFIG, ENVIRONMENT, EVENTS, METRICS, CAPACITY, STATE, WEIGHTS, BUFFERS, SUMMARY)
 
@@ -244,7 +246,12 @@ class RunDir:
         for name in OUTPUT_FILES:
             if name not in keep:
                 (self.path / name).unlink(missing_ok=True)
-        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+        checkpoints = self.path / CHECKPOINTS
+        if checkpoints.is_dir():  # only dstcl's own checkpoints: a file of the user's there stays
+            for old in [*checkpoints.glob("ckpt-*.pt"), *checkpoints.glob("ckpt-*.pt.tmp")]:
+                old.unlink(missing_ok=True)
+            if not any(checkpoints.iterdir()):
+                checkpoints.rmdir()
         masks = self.path / MASKS
         masks.mkdir(exist_ok=True)
         for old in masks.glob("task_*.npz"):

@@ -13,13 +13,13 @@ def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
     return "n/a" if value is None else format(value, spec) + unit
 
 
-def _unmeasured(m: dict, key: str, needs: str = "") -> str:
+def _unmeasured(m: dict, key: str) -> str:
     """"n/a", with the --eval mode that would measure ``key`` where the run's mode left it out."""
     mode = (m.get("evaluation") or {}).get("mode")
     if mode not in FORWARD_METRICS or key in FORWARD_METRICS[mode]:
         return "n/a"
     wanted = next((other for other, measured in FORWARD_METRICS.items() if key in measured), None)
-    return f"n/a ({needs}--eval {wanted})" if wanted else "n/a"
+    return f"not measured (--eval {wanted} measures it; docs/metrics.md)" if wanted else "n/a"
 
 
 def summary_line(m: dict) -> str:
@@ -59,7 +59,7 @@ def format_summary(m: dict, flat: dict, path: Path, task_classes: list[list[int]
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     lines += ["", "| metric | value |", "|---|---|"]
     for key, label in LABELS.items():
-        value = _fmt(m.get(key)) if m.get(key) is not None else _unmeasured(m, key, "needs ")
+        value = _fmt(m.get(key)) if m.get(key) is not None else _unmeasured(m, key)
         lines.append(f"| {label} | {value} |")
     compute = m.get("compute") or {}
     if compute.get("inference_flops_per_task"):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
 from ..settings import check_fields, setting
-from .criteria import DROP, grow_needs
+from .criteria import DROP, grow_needs, grow_reads
 from .density import DENSITY_RULES, check_density
 from .growth_plan import GrowthPlan, parse_growth
 from .schedules import DROP_SCHEDULES
@@ -82,6 +82,12 @@ class SparseConfig:
         plan = parse_growth(self.growth)
         names = plan.describe(num_tasks) if num_tasks is not None else plan.criteria()
         return self.dynamic and any(grow_needs(n) == what for n in names)
+
+    def reads(self, what: str, num_tasks: int | None = None) -> bool:
+        """Whether a growth criterion or policy of the plan may read ``what`` (``auto`` may read momentum)."""
+        plan = parse_growth(self.growth)
+        names = plan.describe(num_tasks) if num_tasks is not None else plan.criteria()
+        return self.dynamic and any(grow_reads(n) == what for n in names)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -92,8 +92,17 @@ def register_drop(name: str, *, override: bool = False) -> Callable[[ScoreFn], S
 
 
 def grow_needs(name: str) -> str | None:
-    """What a registered growth criterion reads beyond the weights ("gradient", "momentum") or None."""
+    """What a registered growth criterion cannot work without ("gradient", "momentum"), or None."""
     return GROW.entry(name).meta.get("needs") if name in GROW else None
+
+
+def grow_reads(name: str) -> str | None:
+    """What a growth criterion or policy may read beyond the weights (its needs, or what a policy's choices
+    may need: ``auto`` may pick momentum growth), or None."""
+    if name not in GROW:
+        return None
+    meta = GROW.entry(name).meta
+    return meta.get("reads", meta.get("needs"))
 
 
 def register_grow(name: str, *, frozen: str = "score", needs: str | None = None, bernoulli: bool = False,
@@ -163,3 +172,6 @@ def grow_scores(name: str, view: LayerView) -> torch.Tensor:
     if entry.meta.get("frozen") == "zero":
         scores = scores.masked_fill(view.frozen, 0.0)
     return scores
+
+
+from . import auto as _auto  # noqa: E402,F401 - registers the auto growth policy beside the criteria

@@ -30,11 +30,9 @@ def training_flops(sparse_forward: int, dense_forward: int, examples: int, dense
 
 def dense_gradient_steps(criterion: str, steps: int, updates: int) -> int:
     """How many of a task's steps need the dense weight gradient for growth ``criterion``."""
-    from .criteria import GROW
+    from .criteria import grow_reads
 
-    if criterion == "auto":  # any criterion may be chosen, momentum growth's dense estimate included
-        return steps
-    needs = GROW.entry(criterion).meta.get("needs") if criterion in GROW else None
+    needs = grow_reads(criterion)  # auto may choose momentum growth: its dense estimate at every step
     if needs == "momentum":
         return steps
     if needs == "gradient":

@@ -82,8 +82,8 @@ def parse_growth(spec: str) -> GrowthPlan:
                 "e.g. 'random@0-4,gradient'."
             )
         name, first, dash, last = match.groups()
-        if name not in GROW and name != "auto":
-            raise ConfigError(GROW.unknown(name).replace("; valid:", "; valid: auto,"))
+        if name not in GROW:
+            raise ConfigError(GROW.unknown(name))
         if first is None:
             if default is not None:
                 raise ConfigError(f"growth schedule {spec!r} has two defaults ({default!r}, {name!r}); give ranges with '@'.")

@@ -6,21 +6,26 @@ How the state maps onto the network while task t trains (the fast path):
   backward passes are exactly those of the dense network, with no extra op per layer;
 * its ``.grad`` after backward is therefore ``dL/d(W * mask_t)``, the dense gradient that gradient
   growth needs, non-zero at inactive positions;
-* :meth:`SparseLearner.step` zeroes the gradient at frozen positions (weights owned by earlier tasks)
-  and adds the L2 weight decay itself, restricted to the weights the task may train; the optimizer
-  (created per task, with zero state) then leaves frozen weights bit-identical: their gradient and
-  all their optimizer state are exactly zero, so the update is exactly zero;
-* after the optimizer step, inactive positions are reset to 0. Free inactive positions do receive
-  the (dense) gradient, so the optimizer's moments there are a dense momentum estimate, which
-  momentum growth ranks (as in sparse momentum and the reference code).
+* before each optimizer step the gradient is zeroed at frozen positions (weights owned by earlier
+  tasks) and L2 weight decay is added for the weights the task may train; the optimizer (created per
+  task by :meth:`SparseLearner.make_optimizer`, with zero state) then leaves frozen weights
+  bit-identical: their gradient and all their optimizer state are exactly zero;
+* after the step, inactive positions are reset to 0 and a topology update runs when one is due. Free
+  inactive positions do receive the (dense) gradient, so the optimizer's moments there are a dense
+  momentum estimate, which momentum growth ranks (as in sparse momentum and the reference code).
+
+Both halves run as PyTorch optimizer step hooks (:meth:`SparseLearner.attach`), so a training loop
+that owns its ``optimizer.step()`` (a framework's) gets isolation and DST from the step itself. For an
+optimizer dstcl did not make (its own weight decay, moments kept across tasks), the post-step hook
+also puts every frozen weight back to its stored value, so isolation stays exact whatever it does.
 
 Stored values of owned weights outside the current mask live in the :class:`SparseState`, brought
-up to date at the end of each task.
+up to date at the end of each task; state no mask covers (biases, affine normalisation, running
+statistics) is kept per task by :class:`~dstcl.sparse.copies.TaskCopies`.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
@@ -31,16 +36,15 @@ from torch import nn
 from ..errors import ConfigError, DstclError
 from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
 from .config import SparseConfig
-from .auto import AUTO, AutoGrowth
-from .criteria import DROP, GROW, grow_scores
+from .copies import TaskCopies
 from .density import layer_counts, layer_densities
-from .optim import check_no_weight_decay, make_task_optimizer, optimizer_momentum
-from .params import check_heads, check_unmasked, prunable_parameters
-from .schedules import UpdateEvery, make_drop_schedule
-from .structure import channel_counts, fan_in, sample_mask
-from .topology import update_layer
+from .hooks import StepHooks
+from .params import check_heads, prunable_parameters
+from .schedules import check_update_count
 from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
-from .task import TaskLayer, UpdateReport, kaiming_draw, layer_view
+from .structure import channel_counts, fan_in, sample_mask
+from .task import TaskLayer, UpdateReport, kaiming_draw
+from .topology import TopologyUpdater
 
 
 class SparseLearner:
@@ -49,12 +53,12 @@ class SparseLearner:
     Typical use, per task ``t``::
 
         learner.start_task(t, total_steps)
-        optimizer = learner.make_optimizer("adam", lr=1e-3)
+        optimizer = learner.make_optimizer("adam", lr=1e-3)   # or your own, then learner.attach(optimizer)
         for x, y in batches:
             loss = criterion(model(x)[:, task_slice], y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            learner.step(optimizer)          # isolation + topology update when due
+            optimizer.step()                 # isolation + topology update when due (step hooks)
         report = learner.end_task()          # capacity per layer
         learner.apply_task(j)                # weights of task j, for evaluation
     """
@@ -75,7 +79,6 @@ class SparseLearner:
         named = prunable_parameters(model)
         if not named:
             raise ConfigError("the model has no Conv or Linear weight to sparsify.")
-        check_unmasked(model, [p for _, p in named])
         self.params = dict(named)
         self.heads = check_heads(heads or {}, self.params, num_tasks)
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
@@ -89,15 +92,14 @@ class SparseLearner:
             densities = layer_densities(shapes, config.density, config.init, power_scale=config.erk_power_scale)
             self.channels = channel_counts(hidden, densities)
             self.counts.update({n: c * fan_in(shapes[n]) for n, c in self.channels.items()})
-        device = next(iter(self.params.values())).device
-        self.generator = torch.Generator(device=device)
+        # draws are made on the CPU and moved: a seed gives the same masks on any device
+        self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
+        self.copies = TaskCopies(model, self.params.values())
+        self.topology = TopologyUpdater(config, self.plan, self.generator, self.channels)
+        self.hooks = StepHooks(self.topology, config.reused_value)
         self.task: int | None = None
-        self.steps, self.growth_name = 0, ""
         self._layers: list[TaskLayer] = []
-        self._weight_decay, self._checked_optimizer = 0.0, None
-        self.updates: list[UpdateReport] = []
-        self.auto = AutoGrowth([n for n in GROW.names()]) if AUTO in self.plan.criteria() else None
 
     # --- task life cycle --------------------------------------------------------------------------
 
@@ -105,9 +107,21 @@ class SparseLearner:
     def learned_tasks(self) -> int:
         return self.state.num_tasks
 
+    @property
+    def updates(self) -> list[UpdateReport]:
+        """Every topology update of the run so far."""
+        return self.topology.updates
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken in the task in progress."""
+        return self.topology.steps
+
     def start_task(self, task: int, total_steps: int, *, _sample: bool = True) -> None:
         """Sample task ``task``'s initial topology and load its effective weights into the model.
 
+        ``total_steps``: the optimizer steps the task will take (the drop schedule spans them; a DST
+        task too short for one topology update is refused, as ``dstcl run`` refuses it).
         (``_sample=False`` only rebuilds the bookkeeping, for :meth:`load_state_dict`.)
         """
         if self.task is not None:
@@ -116,14 +130,12 @@ class SparseLearner:
             raise DstclError(f"tasks are learned in order: the next task is {self.learned_tasks}, not {task}.")
         if self.num_tasks is not None and task >= self.num_tasks:
             raise DstclError(f"the sequence has {self.num_tasks} tasks; task {task} does not exist.")
+        if _sample:
+            check_update_count(self.config.update_frequency, int(total_steps), task)
+        self._adopt_new_layers()
+        self._follow_device()
         self.task = task
-        self.steps = 0
-        self.growth_name = self.plan.for_task(task)
-        self._drop = DROP.get(self.config.drop)
-        self.drop_schedule = make_drop_schedule(
-            self.config.drop_schedule, self.config.drop_rate, total_steps, self.config.final_drop_rate
-        )
-        self.update_schedule = UpdateEvery(self.config.update_frequency)
+        self.topology.start_task(task, total_steps)
         self._layers = []
         with torch.no_grad():
             for name, param in self.params.items():
@@ -143,92 +155,29 @@ class SparseLearner:
                         start = torch.where(frozen, layer.values, fresh)
                     param.copy_(torch.where(mask, start, torch.zeros_like(start)))
                 self._layers.append(TaskLayer(param, layer, k, mask, frozen))
+        self.hooks.start_task(self._layers)
+        if _sample:
+            self.copies.start_task()
 
-    def make_optimizer(
-        self, kind: str = "adam", lr: float = 1e-3, *, momentum: float = 0.9, weight_decay: float = 0.0
-    ) -> torch.optim.Optimizer:
-        """A fresh optimizer for the current task; L2 weight decay is added by :meth:`step`, and only to
-        weights the task may train (the optimizer itself is built without it, so frozen weights stay)."""
-        optimizer = make_task_optimizer(kind, list(self.params.values()), lr, momentum, weight_decay)
-        self._weight_decay = float(weight_decay)
-        self._checked_optimizer = id(optimizer)
-        return optimizer
+    def _adopt_new_layers(self) -> None:
+        """Layers added to the model since (a framework's new task head): learned from now on, dense for the
+        task that first trains them (no earlier task used them: their earlier masks are empty)."""
+        for name, param in prunable_parameters(self.model):
+            if name not in self.params:
+                self.params[name] = param
+                self.state.add_layer(name, param.data)
+                self.counts[name] = param.numel()
+        self.copies.adopt(self.model, self.params.values(), self.learned_tasks)
 
-    def _check_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        if self._checked_optimizer != id(optimizer):
-            check_no_weight_decay(optimizer)
-            self._checked_optimizer = id(optimizer)
-
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
-             loss: torch.Tensor | None = None) -> UpdateReport | None:
-        """One optimizer step with isolation, then a topology update when one is due. An fp16 ``scaler``
-        unscales the gradients first and steps; ``loss`` is what ``--growth auto`` learns from."""
-        if loss is not None and self.growth_name == AUTO:
-            self.auto.observe(loss)
-        if self.task is None:
-            raise DstclError("no task in progress: call start_task() before training.")
-        self._check_optimizer(optimizer)
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        wd = self._weight_decay
-        with torch.no_grad():
-            for layer in self._layers:
-                grad = layer.param.grad
-                if grad is None:
-                    continue
-                if wd:
-                    grad.add_(layer.param, alpha=wd)
-                if layer.has_frozen:
-                    grad.mul_(layer.trainable)  # frozen weights get no gradient
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        with torch.no_grad():
-            for layer in self._layers:
-                layer.param.mul_(layer.keep).add_(0.0)  # inactive weights stay +0.0 (x * 0 may be -0.0)
-        self.steps += 1
-        if self.update_schedule.due(self.steps):
-            return self.update_topology(optimizer, self.drop_schedule(self.steps))
-        return None
-
-    @torch.no_grad()
-    def update_topology(self, optimizer: torch.optim.Optimizer | None, drop_fraction: float) -> UpdateReport:
-        """Drop the lowest-scoring ``ceil(drop_fraction * k)`` active weights per layer, grow as many.
-
-        Each layer keeps exactly its active count (:func:`select_topology`, ties broken at random;
-        Bernoulli counts aside). What grown weights start with: :mod:`dstcl.sparse.topology`.
-        """
-        if self.task is None:
-            raise DstclError("no task in progress: call start_task() first.")
-        criterion, reward = self.growth_name, None
-        if criterion == AUTO:  # the bandit credits the last choice and picks this update's criterion
-            criterion, reward = self.auto.choose(lambda name: GROW.entry(name).meta.get("needs") != "momentum"
-                                                 or optimizer is None or optimizer_momentum(
-                                                     optimizer, self._layers[0].param) is not None)
-        report = UpdateReport(self.steps, float(drop_fraction), criterion, auto_reward=reward)
-        bernoulli = self.config.counts == "bernoulli" and bool(GROW.entry(criterion).meta.get("bernoulli"))
-        for layer in self._layers:
-            if layer.count >= layer.state.numel:
-                continue
-            view = layer_view(layer, optimizer, self.generator, int(self.task))
-            done = update_layer(layer, self._drop(view), grow_scores(criterion, view), drop_fraction,
-                                channel=layer.state.name in self.channels, generator=self.generator,
-                                optimizer=optimizer, reused_value=self.config.reused_value, bernoulli=bernoulli)
-            if done is not None:
-                name = layer.state.name
-                report.dropped[name], report.regrown[name], report.grown_reused[name] = \
-                    done.dropped, done.regrown, done.grown_reused
-        self.updates.append(report)
-        return report
+    def _follow_device(self) -> None:
+        """The model was moved (``model.to(device)``) after the learner was built: move the state along."""
+        self.state.follow({name: param.device for name, param in self.params.items()})
 
     def end_task(self) -> list[LayerCapacity]:
         """Store the task's mask, make its free weights owned, and report capacity per layer."""
         if self.task is None:
             raise DstclError("no task in progress.")
-        if self.auto is not None and self.growth_name == AUTO:
-            self.auto.end_task()
+        self.topology.end_task()
         report = []
         with torch.no_grad():
             for layer in self._layers:
@@ -239,7 +188,7 @@ class SparseLearner:
                 if not torch.equal(param[used_frozen], state.values[used_frozen]):
                     raise RuntimeError(
                         f"isolation violated in {state.name}: a weight owned by an earlier task changed. "
-                        "Was the optimizer created with learner.make_optimizer()?"
+                        "Was the optimizer attached (learner.attach(optimizer)) or made by learner.make_optimizer()?"
                     )
                 claims = self._claims(state.name, self.task, layer.mask)
                 report.append(layer_capacity(state.name, state.owner, layer.mask, claims))
@@ -249,6 +198,7 @@ class SparseLearner:
                     taken &= claims
                 state.owner[taken] = self.task
                 state.masks.append(layer.mask)
+        self.copies.end_task()
         full = newly_full(report)
         last = self.num_tasks is not None and self.task == self.num_tasks - 1
         if full and not last:  # after the last task a full layer limits nothing
@@ -260,6 +210,7 @@ class SparseLearner:
             )
         self.task = None
         self._layers = []
+        self.hooks.end_task()
         return report
 
     def _claims(self, name: str, task: int, like: torch.Tensor) -> torch.Tensor | None:
@@ -271,6 +222,48 @@ class SparseLearner:
         claims[rows[task]] = True
         return claims
 
+    # --- training steps -----------------------------------------------------------------------------
+
+    def make_optimizer(
+        self, kind: str = "adam", lr: float = 1e-3, *, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> torch.optim.Optimizer:
+        """A fresh optimizer for the current task, attached (:meth:`attach`); L2 weight decay is added by
+        the step hook, and only to weights the task may train (the optimizer itself has none)."""
+        params = list(self.params.values()) + list(self.copies.params.values())
+        return self.hooks.make_optimizer(params, kind, lr, momentum=momentum, weight_decay=weight_decay)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hook isolation and DST into ``optimizer.step()`` (any torch optimizer, a framework's included):
+        :meth:`dstcl.sparse.hooks.StepHooks.attach`. Attaching the same optimizer again does nothing."""
+        self.hooks.attach(optimizer)
+
+    def detach(self, optimizer: torch.optim.Optimizer) -> None:
+        self.hooks.detach(optimizer)
+
+    def observe(self, loss: torch.Tensor) -> None:
+        """A step's training loss, for ``growth="auto"`` (which learns from it; other criteria ignore it)."""
+        self.topology.observe(loss)
+
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+             loss: torch.Tensor | None = None) -> UpdateReport | None:
+        """One optimizer step with isolation and DST (:meth:`dstcl.sparse.hooks.StepHooks.step`)."""
+        return self.hooks.step(optimizer, scaler, loss)
+
+    def update_topology(self, optimizer: torch.optim.Optimizer | None, drop_fraction: float) -> UpdateReport:
+        """A topology update now (what a due step does; see :class:`~dstcl.sparse.topology.TopologyUpdater`)."""
+        if self.task is None:
+            raise DstclError("no task in progress: call learner.start_task(task, total_steps) first.")
+        return self.topology.update(self._layers, optimizer, drop_fraction)
+
+    def update_due_next_step(self) -> bool:
+        """Whether the next optimizer step ends with a topology update."""
+        return self.task is not None and self.topology.due_next_step()
+
+    @property
+    def topology_version(self) -> tuple:
+        """Changes whenever a task starts or its topology changes."""
+        return self.topology.version
+
     # --- checkpointing ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
@@ -279,32 +272,35 @@ class SparseLearner:
         if self.task is not None:
             in_task = {
                 "task": self.task,
-                "steps": self.steps,
-                "total_steps": getattr(self.drop_schedule, "total_steps", 1),
+                "steps": self.topology.steps,
+                "total_steps": self.topology.total_steps,
                 "masks": [pack_mask(layer.mask) for layer in self._layers],
                 "fired": [pack_mask(layer.fired) for layer in self._layers],
             }
-        return {
+        saved = {
             "state": self.state.to_payload(compact=True),
             "in_task": in_task,
             "generator": self.generator.get_state(),
-            "weight_decay": self._weight_decay,
-            "auto": self.auto.state_dict() if self.auto is not None else None,
+            "weight_decay": self.hooks.weight_decay,
+            "auto": self.topology.state_dict(),
         }
+        if self.copies:
+            saved["copies"] = self.copies.state_dict()
+        return saved
 
     def load_state_dict(self, saved: dict) -> None:
         """Restore :meth:`state_dict` (the model's parameters are restored with the model's state_dict)."""
         self.state.load_payload(saved["state"])
         self.generator.set_state(saved["generator"])
-        self._weight_decay = float(saved.get("weight_decay", 0.0))
-        if self.auto is not None and saved.get("auto") is not None:
-            self.auto.load_state_dict(saved["auto"])
+        self.hooks.weight_decay = float(saved.get("weight_decay", 0.0))
+        self.topology.load_state_dict(saved.get("auto"))
+        self.copies.load_state_dict(saved.get("copies"))
         self.task, self._layers = None, []
         in_task = saved.get("in_task")
         if in_task is None:
             return
         self.start_task(int(in_task["task"]), int(in_task["total_steps"]), _sample=False)
-        self.steps = int(in_task["steps"])
+        self.topology.steps = int(in_task["steps"])
         for layer, mask_bits, fired_bits in zip(self._layers, in_task["masks"], in_task["fired"]):
             device = layer.param.device
             layer.set_mask(unpack_mask(mask_bits, layer.state.shape).to(device))
@@ -315,20 +311,23 @@ class SparseLearner:
 
     @torch.no_grad()
     def apply_task(self, task: int) -> None:
-        """Load the weights of learned task ``task`` (``W * mask_task``) into the model."""
+        """Load the weights of learned task ``task`` (``W * mask_task``, and its own copies) into the model."""
         if self.task is not None:
             raise DstclError("a task is in progress; use `with learner.task_weights(j):` to evaluate mid-task.")
         if not 0 <= task < self.learned_tasks:
             raise DstclError(f"task {task} has not been learned (learned: {self.learned_tasks}).")
+        self._follow_device()
         for name, param in self.params.items():
             layer = self.state.by_name[name]
             mask = layer.masks[task]
             param.copy_(torch.where(mask, layer.values, torch.zeros_like(layer.values)))
+        self.copies.apply(task)
 
     @contextmanager
     def task_weights(self, task: int) -> Iterator[None]:
         """Temporarily load task ``task``'s weights, restoring the current ones afterwards."""
         saved = [p.detach().clone() for p in self.params.values()]
+        extra = self.copies.snapshot()
         in_progress, self.task = self.task, None
         try:
             self.apply_task(task)
@@ -338,10 +337,11 @@ class SparseLearner:
             with torch.no_grad():
                 for param, value in zip(self.params.values(), saved):
                     param.copy_(value)
+                self.copies.load(extra)
 
     def task_digest(self, task: int) -> str:
         """Digest of what learned task ``task``'s logits depend on (:func:`~dstcl.sparse.state.subnetwork_digest`)."""
-        return subnetwork_digest(self.state, task, self.heads)
+        return subnetwork_digest(self.state, task, self.heads, self.copies.digest_bytes(task))
 
     def current_masks(self) -> dict[str, torch.Tensor]:
         """The current task's masks (during a task)."""

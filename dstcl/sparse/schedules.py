@@ -71,6 +71,24 @@ class UpdateEvery:
         return total_steps // self.frequency if self.frequency > 0 else 0
 
 
+FEW_UPDATES = 3  # fewer topology updates per task than this is a warning (dstcl run)
+
+
+def check_update_count(frequency: int, total_steps: int, task: int, steps_text: str | None = None) -> int:
+    """The topology updates a task of ``total_steps`` optimizer steps gets; none at all, with updates asked
+    for, is refused (the growth criterion would have no effect), in the library as in ``dstcl run``."""
+    count = UpdateEvery(frequency).count(total_steps)
+    if frequency > 0 and count == 0:
+        best = max(1, total_steps // FEW_UPDATES)
+        raise ConfigError(
+            f"update_frequency {frequency} gives task {task} no topology update at all "
+            f"({steps_text or f'{total_steps} optimizer steps'}), so the growth criterion would have no effect. Use a "
+            f"smaller --update-frequency (at most {best} gives {FEW_UPDATES} updates per task), or --method static "
+            "(or --update-frequency 0) for static sparse training (each task keeps its initial topology)."
+        )
+    return count
+
+
 DROP_SCHEDULES: Registry[type] = Registry("drop schedule")
 DROP_SCHEDULES.register("cosine", CosineDecay, help="from drop_rate down to final_drop_rate, as the reference")
 DROP_SCHEDULES.register("constant", ConstantRate, help="drop_rate at every update")

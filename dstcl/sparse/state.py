@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DstclError
 from ..files import atomic_torch_save
+from ..safeload import DamagedFileError, load_torch
 
 FORMAT = "dstcl-sparse-state/1"
 
@@ -90,6 +91,23 @@ class SparseState:
     def num_tasks(self) -> int:
         return len(self.layers[0].masks) if self.layers else 0
 
+    def add_layer(self, name: str, values: torch.Tensor) -> LayerState:
+        """A layer that joins after some tasks were learned: free, with an empty mask for each of them."""
+        layer = LayerState.fresh(name, values)
+        for _ in range(self.num_tasks):
+            layer.masks.append(torch.zeros(layer.shape, dtype=torch.bool))
+        self.layers.append(layer)
+        self.by_name[name] = layer
+        return layer
+
+    def follow(self, devices: Mapping[str, torch.device]) -> None:
+        """Keep each layer's tensors on its parameter's device (the model may have moved)."""
+        for layer in self.layers:
+            device = devices.get(layer.name)
+            if device is not None and layer.values.device != device:
+                layer.values, layer.owner = layer.values.to(device), layer.owner.to(device)
+                layer.masks.device = device
+
     def to_payload(self, compact: bool = False) -> dict:
         """A plain dict of numpy arrays and metadata (masks as packed bits).
 
@@ -118,8 +136,7 @@ class SparseState:
 
     def load_payload(self, payload: dict) -> None:
         """Restore values, owners and masks in place; the architecture must match exactly."""
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise DstclError("this file is not a dstcl sparse state (wrong or missing format tag).")
+        check_payload(payload)
         saved = payload["layers"]
         for i, layer in enumerate(self.layers):
             if i >= len(saved):
@@ -140,6 +157,13 @@ class SparseState:
                 f"the saved state has {len(saved)} prunable tensors but this network only "
                 f"{len(self.layers)}; the first extra one is {saved[len(self.layers)]['name']!r}."
             )
+        try:
+            self._restore_layers(saved)
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:  # sizes that do not add up
+            raise DamagedFileError(f"this file is not a valid dstcl sparse state: {exc}. It is damaged, or another "
+                                   "program wrote it.") from None
+
+    def _restore_layers(self, saved: list) -> None:
         for layer, entry in zip(self.layers, saved):
             device = layer.values.device
             layer.masks = PackedMasks(layer.shape, device)
@@ -157,13 +181,45 @@ class SparseState:
             layer.values[layer.owner >= 0] = torch.from_numpy(entry["owned_values"]).to(device)
 
     def load(self, path: str | Path) -> None:
-        try:
-            payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise DstclError(f"no sparse state at {path}.") from None
-        except Exception as exc:  # truncated or foreign file
-            raise DstclError(f"cannot read the sparse state {path}: {exc}. The file is corrupt or not a dstcl state.") from None
-        self.load_payload(payload)
+        """Restore from a file written by :meth:`save` (read without running code: :func:`dstcl.safeload.load_torch`)."""
+        self.load_payload(load_torch(path, "sparse state"))
+
+
+def check_payload(payload: object) -> None:
+    """Refuse a sparse-state payload of the wrong shape, naming what is wrong (never a KeyError later)."""
+    def bad(what: str) -> DamagedFileError:
+        return DamagedFileError(f"this file is not a valid dstcl sparse state: {what}. It is damaged, or another "
+                                "program wrote it.")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise bad("wrong or missing format tag")
+    layers = payload.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise bad("no list of layers")
+    tasks = None
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad(f"layer {i} is not a named entry")
+        shape = entry.get("shape")
+        if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise bad(f"layer {entry['name']!r} has no valid shape")
+        n = math.prod(shape)
+        masks = entry.get("masks")
+        if not isinstance(masks, list) or any(np.asarray(b).dtype != np.uint8 or np.asarray(b).size != -(-n // 8)
+                                               for b in masks):
+            raise bad(f"layer {entry['name']!r} has masks of the wrong size for {tuple(shape)}")
+        tasks = len(masks) if tasks is None else tasks
+        if len(masks) != tasks:
+            raise bad(f"layer {entry['name']!r} has {len(masks)} task masks, the first layer {tasks}")
+        values = entry.get("values", entry.get("owned_values"))
+        if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.floating):
+            raise bad(f"layer {entry['name']!r} has no weight values")
+        if "values" in entry and values.size != n:
+            raise bad(f"layer {entry['name']!r} has {values.size} values for {n} weights")
+        if not np.isfinite(values).all():
+            raise bad(f"layer {entry['name']!r} holds NaN or infinite weights")
+        owner = entry.get("owner")
+        if owner is not None and (not isinstance(owner, np.ndarray) or owner.size != n):
+            raise bad(f"layer {entry['name']!r} has an owner tensor of the wrong size")
 
 
 def owner_from_masks(masks: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -186,7 +242,8 @@ def unpack_mask(bits: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(flat).reshape(shape)
 
 
-def subnetwork_digest(state: SparseState, task: int, heads: Mapping[str, Sequence[slice]] | None = None) -> str:
+def subnetwork_digest(state: SparseState, task: int, heads: Mapping[str, Sequence[slice]] | None = None,
+                      extra: bytes = b"") -> str:
     """A digest of everything learned task ``task``'s logits depend on: per layer, its mask and the stored
     values under it (in a head layer, only the task's own rows: the other rows score other tasks' classes).
 
@@ -204,4 +261,5 @@ def subnetwork_digest(state: SparseState, task: int, heads: Mapping[str, Sequenc
         digest.update(layer.name.encode())
         digest.update(pack_mask(mask).tobytes())
         digest.update(layer.values[mask].detach().cpu().numpy().tobytes())
+    digest.update(extra)  # the task's own copies of state no mask covers (empty for dstcl's backbones)
     return digest.hexdigest()

@@ -53,15 +53,16 @@ def sample_mask(shape: Sequence[int], count: int, channels: int | None, generato
                 device: torch.device, density: float | None = None) -> torch.Tensor:
     """An initial mask: ``count`` weights uniformly at random, or ``channels`` whole output channels; with
     ``density`` (Bernoulli counts) each position independently with that probability instead."""
+    here = generator.device  # drawn where the generator lives, then moved (a CPU generator serves any device)
     if density is not None:
-        return torch.rand(tuple(shape), generator=generator, device=generator.device).to(device) < density
+        return (torch.rand(tuple(shape), generator=generator, device=here) < density).to(device)
     if channels is None:
         n = math.prod(shape)
         mask = torch.zeros(n, dtype=torch.bool, device=device)
-        mask[torch.randperm(n, generator=generator, device=device)[:count]] = True
+        mask[torch.randperm(n, generator=generator, device=here)[:count].to(device)] = True
         return mask.view(*shape)
     chosen = torch.zeros(shape[0], dtype=torch.bool, device=device)
-    chosen[torch.randperm(shape[0], generator=generator, device=device)[:channels]] = True
+    chosen[torch.randperm(shape[0], generator=generator, device=here)[:channels].to(device)] = True
     return expand(chosen, shape)
 
 

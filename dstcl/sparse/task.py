@@ -55,9 +55,9 @@ class UpdateReport:
 
 def kaiming_draw(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A fresh draw of PyTorch's default Conv/Linear initialisation (kaiming uniform, a=sqrt(5))."""
-    fresh = torch.empty_like(like)
+    fresh = torch.empty(like.shape, dtype=like.dtype, device=generator.device)
     nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=generator)
-    return fresh
+    return fresh.to(like.device)
 
 
 def layer_view(layer: TaskLayer, optimizer: torch.optim.Optimizer | None, generator: torch.Generator,

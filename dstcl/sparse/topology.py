@@ -19,9 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .optim import reset_optimizer_state
+from .auto import AutoGrowth, criteria, is_policy
+from .criteria import DROP, GROW, grow_scores
+from .growth_plan import GrowthPlan
+from .optim import optimizer_momentum, reset_optimizer_state
+from .schedules import UpdateEvery, make_drop_schedule
 from .structure import select_units
-from .task import TaskLayer, kaiming_draw
+from .task import TaskLayer, UpdateReport, kaiming_draw, layer_view
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,91 @@ def update_layer(layer: TaskLayer, drop_scores: torch.Tensor, grow_scores: torch
     layer.count = count
     layer.fired |= new_mask
     return LayerUpdate(n_drop, int(chosen.grown.sum()) - int(newly.sum()), int(grown_owned.sum()))
+
+
+class TopologyUpdater:
+    """When and how the topology of the task in progress changes; the learner owns the masks it edits.
+
+    Per task: the growth criterion of the plan (a registered one, or ``auto``: the bandit picks one at
+    every update), the drop schedule over the task's steps and the update schedule. :meth:`after_step`
+    counts optimizer steps and runs :meth:`update` when one is due. ``version`` changes with every
+    update, so a caller caching something derived from the masks (the gathered network) knows when to
+    rebuild it.
+    """
+
+    def __init__(self, config, plan: GrowthPlan, generator: torch.Generator, channels: dict[str, int]):
+        self.config, self.plan, self.generator, self.channels = config, plan, generator, channels
+        self.auto = AutoGrowth(criteria()) if any(is_policy(n) for n in plan.criteria()) else None
+        self.task: int | None = None
+        self.steps = 0
+        self.updates: list[UpdateReport] = []  # every update of the run so far
+        self.criterion = ""
+
+    def start_task(self, task: int, total_steps: int) -> None:
+        config = self.config
+        self.task, self.steps, self.criterion = task, 0, self.plan.for_task(task)
+        self.drop = DROP.get(config.drop)
+        self.drop_schedule = make_drop_schedule(config.drop_schedule, config.drop_rate, total_steps,
+                                                config.final_drop_rate)
+        self.schedule = UpdateEvery(config.update_frequency)
+
+    @property
+    def total_steps(self) -> int:
+        return getattr(self.drop_schedule, "total_steps", 1)
+
+    @property
+    def version(self) -> tuple:
+        return (self.task, len(self.updates))
+
+    def due_next_step(self) -> bool:
+        """Whether the next optimizer step ends with a topology update."""
+        return self.schedule.due(self.steps + 1)
+
+    def observe(self, loss: torch.Tensor) -> None:
+        """A step's training loss (what ``--growth auto`` learns from)."""
+        if is_policy(self.criterion):
+            self.auto.observe(loss)
+
+    def after_step(self, layers: list[TaskLayer], optimizer: torch.optim.Optimizer | None) -> UpdateReport | None:
+        """Count one optimizer step; the update's report when one was due, else None."""
+        self.steps += 1
+        if self.schedule.due(self.steps):
+            return self.update(layers, optimizer, self.drop_schedule(self.steps))
+        return None
+
+    @torch.no_grad()
+    def update(self, layers: list[TaskLayer], optimizer: torch.optim.Optimizer | None,
+               drop_fraction: float) -> UpdateReport:
+        """Drop the lowest-scoring ``ceil(drop_fraction * k)`` active weights per layer, grow as many."""
+        criterion, reward = self.criterion, None
+        if is_policy(criterion):  # the bandit credits the last choice and picks this update's criterion
+            criterion, reward = self.auto.choose(lambda name: GROW.entry(name).meta.get("needs") != "momentum"
+                                                 or optimizer is None or optimizer_momentum(
+                                                     optimizer, layers[0].param) is not None)
+        report = UpdateReport(self.steps, float(drop_fraction), criterion, auto_reward=reward)
+        bernoulli = self.config.counts == "bernoulli" and bool(GROW.entry(criterion).meta.get("bernoulli"))
+        for layer in layers:
+            if layer.count >= layer.state.numel:
+                continue
+            view = layer_view(layer, optimizer, self.generator, int(self.task))
+            done = update_layer(layer, self.drop(view), grow_scores(criterion, view), drop_fraction,
+                                channel=layer.state.name in self.channels, generator=self.generator,
+                                optimizer=optimizer, reused_value=self.config.reused_value, bernoulli=bernoulli)
+            if done is not None:
+                name = layer.state.name
+                report.dropped[name], report.regrown[name], report.grown_reused[name] = \
+                    done.dropped, done.regrown, done.grown_reused
+        self.updates.append(report)
+        return report
+
+    def end_task(self) -> None:
+        if self.auto is not None and is_policy(self.criterion):
+            self.auto.end_task()
+        self.task = None
+
+    def state_dict(self) -> dict | None:
+        return self.auto.state_dict() if self.auto is not None else None
+
+    def load_state_dict(self, saved: dict | None) -> None:
+        if self.auto is not None and saved is not None:
+            self.auto.load_state_dict(saved)

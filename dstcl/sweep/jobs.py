@@ -18,11 +18,11 @@ from typing import Callable, Mapping
 
 from ..files import atomic_write_json
 from ..run.hashing import config_hash
-from ..run.rundir import COMPLETED, METRICS, is_locked, is_run_dir, read_config, run_status
+from ..run.rundir import COMPLETED, METRICS, SWEEP_CONFIG, SWEEP_LOG, is_locked, is_run_dir, read_config, run_status
 from .plan import RunSpec
 
-CONFIG_NAME = "sweep-config.json"  # the resolved config the run was started with
-LOG_NAME = "sweep.log"  # stdout and stderr of every attempt, appended
+CONFIG_NAME = SWEEP_CONFIG  # the resolved config the run was started with
+LOG_NAME = SWEEP_LOG  # stdout and stderr of every attempt, appended
 DONE = COMPLETED
 
 

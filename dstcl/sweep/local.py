@@ -39,6 +39,16 @@ def slot_environment(slot: int, jobs: int, job: Job, gpus: Sequence[str]) -> dic
     return {}
 
 
+def stop_all(processes: Sequence[subprocess.Popen], grace: float = 30.0) -> None:
+    """Wait up to ``grace`` seconds for terminated ``processes`` to end, then kill those still there."""
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run_local(
     jobs: Sequence[Job],
     parallel: int,
@@ -49,8 +59,9 @@ def run_local(
 ) -> list[Outcome]:
     """Execute ``jobs`` with at most ``parallel`` at once; returns their outcomes in completion order.
 
-    On Ctrl-C the runs still going are stopped and the KeyboardInterrupt is raised again; their
-    directories stay unfinished, so the next sweep reruns them.
+    On Ctrl-C (or SIGTERM, which the CLI turns into a KeyboardInterrupt) the runs still going are stopped,
+    and waited for, and the KeyboardInterrupt is raised again; their directories stay unfinished, so the
+    next sweep resumes them.
     """
     gpus = visible_gpus() if gpus is None else list(gpus)
     parallel = max(1, min(parallel, len(jobs))) if jobs else 1
@@ -59,10 +70,13 @@ def run_local(
         slots.put(slot)
     processes: set[subprocess.Popen] = set()
     lock = threading.Lock()
+    stopping = threading.Event()
 
     def register(process: subprocess.Popen) -> None:
         with lock:
             processes.add(process)
+            if stopping.is_set():  # started while the sweep was being stopped: stop it too
+                process.terminate()
 
     def work(job: Job) -> Outcome:
         slot = slots.get()
@@ -86,9 +100,11 @@ def run_local(
         for future in pending:
             future.cancel()
         with lock:
-            for process in processes:
-                if process.poll() is None:
-                    process.terminate()
+            stopping.set()
+            running = [process for process in processes if process.poll() is None]
+            for process in running:
+                process.terminate()  # each run writes metrics.json saying interrupted, then exits
+        stop_all(running)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

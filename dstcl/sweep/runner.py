@@ -8,6 +8,7 @@ or values added to the grid) does only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..run.environment import available_cpus, default_threads
 from ..run.rundir import is_locked
 from .grid import Grid, check_resource, load_grid
 from .jobs import Outcome, can_resume, holds_other_run, prepare_job, skipped_outcome
+from .lock import sweep_lock
 from .plan import DONE, RunSpec, plan_runs, run_status
 
 EXECUTORS = ("local", "ray")
@@ -71,45 +73,48 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DstclError(f"--out {out} is a file; give a folder for the run directories.")
-    statuses = {spec.id: run_status(spec.run_dir(out)) for spec in specs}
-    todo = [spec for spec in specs if statuses[spec.id] != DONE]
-    echo(f"{grid.name or grid.source}: {len(specs)} runs, {len(specs) - len(todo)} already completed, "
-         f"{len(todo)} to run (output: {out})")
-    if dry_run:
-        echo(format_plan(specs, statuses, out, fresh))
-        return SweepResult(grid, specs, [])
-    if executor == "local" and jobs > 1:
-        threads = [spec.config.run.threads or default_threads() for spec in todo]
-        if threads and jobs * max(threads) > available_cpus():
-            echo(f"note: {jobs} runs at once x {max(threads)} thread(s) each on {available_cpus()} CPU(s): the runs "
-                 "share cores (slower, same results). Set threads in the grid (--set threads=1) to avoid it.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DstclError(f"cannot create the output folder {out}: {exc.strerror}.") from None
-    write_manifest(out, grid, specs, statuses, {})
-    ray_threads = None
-    if executor == "ray":  # a Ray task's CPUs, not the node's, unless the grid says otherwise
-        ray_threads = max(1, int(cpus if cpus is not None else grid.resources.get("cpus", 1.0)))
-    job_list = [prepare_job(spec, out, tensorboard, fresh=fresh, threads=ray_threads) for spec in todo]
-    progress = _Progress(len(job_list), echo)
-    if not job_list:
-        outcomes = []
-    elif executor == "ray":
-        from .ray_executor import run_ray
+    with contextlib.ExitStack() as held:
+        if not dry_run:  # a dry run creates nothing and reads only
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DstclError(f"cannot create the output folder {out}: {exc.strerror}.") from None
+            held.enter_context(sweep_lock(out))  # before any status is read: one sweep per folder
+        statuses = {spec.id: run_status(spec.run_dir(out)) for spec in specs}
+        todo = [spec for spec in specs if statuses[spec.id] != DONE]
+        echo(f"{grid.name or grid.source}: {len(specs)} runs, {len(specs) - len(todo)} already completed, "
+             f"{len(todo)} to run (output: {out})")
+        if dry_run:
+            echo(format_plan(specs, statuses, out, fresh))
+            return SweepResult(grid, specs, [])
+        if executor == "local" and jobs > 1:
+            threads = [spec.config.run.threads or default_threads() for spec in todo]
+            if threads and jobs * max(threads) > available_cpus():
+                echo(f"note: {jobs} runs at once x {max(threads)} thread(s) each on {available_cpus()} CPU(s): the "
+                     "runs share cores (slower, same results). Set threads in the grid (--set threads=1) to avoid it.")
+        write_manifest(out, grid, specs, statuses, {})
+        ray_threads = None
+        if executor == "ray":  # a Ray task's CPUs, not the node's, unless the grid says otherwise
+            ray_threads = max(1, int(cpus if cpus is not None else grid.resources.get("cpus", 1.0)))
+        job_list = [prepare_job(spec, out, tensorboard, fresh=fresh, threads=ray_threads) for spec in todo]
+        progress = _Progress(len(job_list), echo)
+        if not job_list:
+            outcomes = []
+        elif executor == "ray":
+            from .ray_executor import run_ray
 
-        cpus = cpus if cpus is not None else grid.resources.get("cpus", 1.0)
-        gpus = gpus if gpus is not None else grid.resources.get("gpus")
-        outcomes = run_ray(job_list, address=address, cpus=cpus, gpus=gpus, on_start=progress.started,
-                           on_done=progress.done)
-    else:
-        from .local import run_local
+            cpus = cpus if cpus is not None else grid.resources.get("cpus", 1.0)
+            gpus = gpus if gpus is not None else grid.resources.get("gpus")
+            outcomes = run_ray(job_list, address=address, cpus=cpus, gpus=gpus, on_start=progress.started,
+                               on_done=progress.done)
+        else:
+            from .local import run_local
 
-        outcomes = run_local(job_list, jobs, on_start=progress.started, on_done=progress.done)
-    by_id = {o.id: o for o in outcomes}
-    ordered = [by_id.get(spec.id) or skipped_outcome(spec, out) for spec in specs]
-    write_manifest(out, grid, specs, statuses, by_id)
-    return SweepResult(grid, specs, ordered)
+            outcomes = run_local(job_list, jobs, on_start=progress.started, on_done=progress.done)
+        by_id = {o.id: o for o in outcomes}
+        ordered = [by_id.get(spec.id) or skipped_outcome(spec, out) for spec in specs]
+        write_manifest(out, grid, specs, statuses, by_id)
+        return SweepResult(grid, specs, ordered)
 
 
 def check_executor_options(executor: str, address: str | None, cpus: float | None, gpus: float | None) -> None:

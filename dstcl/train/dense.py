@@ -1,6 +1,6 @@
 """A dense learner without isolation: the lower bound a continual learner is compared with.
 
-It has the :class:`~dstcl.sparse.SparseLearner` interface the trainer and the run use, but trains every
+It implements the :class:`~dstcl.train.contract.Learner` contract the trainer and the run use, but trains every
 weight of one shared network on each task in turn (fine-tuning), so later tasks overwrite what earlier
 ones learned (forgetting: BWT far below 0). Multitask training over all tasks' data uses it too.
 """
@@ -63,6 +63,15 @@ class DenseLearner:
 
     def current_masks(self) -> dict[str, torch.Tensor]:
         return {}
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:  # noqa: ARG002 - a dense step needs nothing extra
+        return None
+
+    def observe(self, loss: torch.Tensor) -> None:  # noqa: ARG002 - nothing learns from the loss
+        return None
+
+    def task_digest(self, task: int) -> str:  # noqa: ARG002 - one network: nothing is isolated to prove
+        return ""
 
     def restore_masks(self, masks: dict) -> None:  # noqa: ARG002 - a dense network has no masks
         return None

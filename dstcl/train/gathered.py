@@ -31,9 +31,9 @@ class GatheredTraining:
 
     def network(self) -> nn.Module:
         """The network for the next step (the masked model when the step ends in a gradient-scored update)."""
-        if self.needs_gradient and self.learner.update_schedule.due(self.learner.steps + 1):
+        if self.needs_gradient and self.learner.update_due_next_step():
             return self.model
-        version = (self.learner.task, len(self.learner.updates))
+        version = self.learner.topology_version
         if version != self._version:
             self._network, self._version = gather_channels(self.model, self.input_shape, live=True), version
         return self._network

@@ -1,6 +1,8 @@
 """How a sequence of tasks is learned: DST (the method studied) and the baselines it is judged against.
 
-``METHODS`` is the registry behind ``--method``:
+``METHODS`` is the registry behind ``--method``; each entry is a :class:`Method`, which says what the
+harness must do for it (a sparse, isolated learner or one dense network; topology updates or not; one
+training phase per task or one over all tasks):
 
 * ``dst``: dynamic sparse training per task, then the task's weights are frozen (the paper);
 * ``static``: the same sparse isolation without topology updates (each task keeps its initial random
@@ -12,14 +14,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..registry import Registry
 
-METHODS: Registry[str] = Registry("method")
-METHODS.register("dst", "dst", help="dynamic sparse training, each task's weights frozen (the paper)",
-                 sparse=True, dynamic=True, sequential=True)
-METHODS.register("static", "static", help="sparse and isolated, no topology updates", sparse=True, dynamic=False,
-                 sequential=True)
-METHODS.register("finetune", "finetune", help="dense, no isolation: forgets (lower bound)", sparse=False,
-                 dynamic=False, sequential=True)
-METHODS.register("joint", "joint", help="dense, all tasks' data at once (upper bound)", sparse=False,
-                 dynamic=False, sequential=False)
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    sparse: bool  # per-task masks with frozen ownership (else one dense network)
+    dynamic: bool  # topology updates during a task
+    sequential: bool  # one training phase per task (else one phase over every task's data)
+
+
+METHODS: Registry[Method] = Registry("method")
+METHODS.register("dst", Method("dst", sparse=True, dynamic=True, sequential=True),
+                 help="dynamic sparse training, each task's weights frozen (the paper)")
+METHODS.register("static", Method("static", sparse=True, dynamic=False, sequential=True),
+                 help="sparse and isolated, no topology updates")
+METHODS.register("finetune", Method("finetune", sparse=False, dynamic=False, sequential=True),
+                 help="dense, no isolation: forgets (lower bound)")
+METHODS.register("joint", Method("joint", sparse=False, dynamic=False, sequential=False),
+                 help="dense, all tasks' data at once (upper bound)")

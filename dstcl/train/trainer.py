@@ -20,8 +20,8 @@ from torch import nn
 
 from .. import faults
 from ..errors import DstclError
-from ..sparse import SparseLearner
 from .config import TrainConfig, lr_milestones
+from .contract import Learner
 from .precision import autocast, grad_scaler
 
 
@@ -79,7 +79,7 @@ class TaskTrainer:
     def __init__(
         self,
         model: nn.Module,
-        learner: SparseLearner,
+        learner: Learner,
         task: int,
         train_x: torch.Tensor,
         train_y: torch.Tensor,
