@@ -49,6 +49,10 @@ CLAIMS = [
 ]
 
 
+SHORT = {"c1": "C1 (ERK − uniform, 80 %)", "c2": "C2 (uniform − ERK, 95 %)", "c3-80": "C3 at 80 % (gradient − random)",
+         "c3-95": "C3 at 95 % (gradient − random)", "static": "DST − static (80 %)", "c4": "C4 (adaptive − random)"}
+
+
 def key_of(config: dict) -> tuple:
     return (config.get("method", "dst"), config.get("init"), str(config.get("growth")), float(config.get("sparsity")))
 
@@ -75,7 +79,7 @@ def train_and_test(record: Any) -> tuple[list[float], list[float]]:
     """Per task: training accuracy over its last epoch, and test accuracy right after learning it."""
     ends = {e["task"]: float(e["train_accuracy"]) for e in read_events(record.path) if e.get("event") == "task_end"}
     R = record.metrics["accuracy_matrix"]
-    tasks = sorted(ends)
+    tasks = [t for t in sorted(ends) if R[t][t] is not None]  # joint training has no diagonal
     return [ends[t] for t in tasks], [float(R[t][t]) for t in tasks]
 
 
@@ -120,20 +124,22 @@ def claim_section(runs: dict, fixed: dict, budgets: list[int], regimes: dict, sl
         mean, ci, t = fmt_test(test)
         seeds = str(test.n) if test is not None else "0"
         one = verdict(test) if test is not None and test.n >= 2 else ("1 seed: a trend" if test is not None else "–")
-        lines.append(f"| {e} | {regimes[e][0]} | {seeds} | {mean} | {ci} | {t} | {one} | {corrected.get(e, '–')} |")
+        holm_text = corrected.get(e, "–") if test is not None and test.n >= 2 else "–"
+        lines.append(f"| {e} | {regimes[e][0]} | {seeds} | {mean} | {ci} | {t} | {one} | {holm_text} |")
     fixed_test = comparison(fixed, 6, a, b)
     if fixed_test is not None:
         mean, ci, t = fmt_test(fixed_test)
         lines.append(f"| 6, fixed class order (the study) | {regimes.get('fixed', ('–',))[0]} | {fixed_test.n} | {mean} "
                      f"| {ci} | {t} | {verdict(fixed_test)} | – |")
-    lines += ["", sentence(title, present, regimes, corrected), ""]
+    lines += ["", sentence(slug, title, present, regimes, corrected), ""]
     return lines, present
 
 
-def sentence(title: str, present: list[tuple[int, Paired]], regimes: dict, corrected: dict) -> str:
+def sentence(slug: str, title: str, present: list[tuple[int, Paired]], regimes: dict, corrected: dict) -> str:
     """One generated sentence per regime: the differences measured there and what they decide."""
+    name = SHORT.get(slug, title)
     if not present:
-        return f"*{title.split(':')[0]}: no budget measured yet.*"
+        return f"*{name}: no budget measured yet.*"
     by_regime: dict[str, list[str]] = {}
     for e, test in present:
         word = corrected.get(e, "inconclusive") if test.n >= 2 else "a trend (1 seed)"
@@ -141,7 +147,7 @@ def sentence(title: str, present: list[tuple[int, Paired]], regimes: dict, corre
     parts = [f"{name}: {', '.join(items)}" for name, items in by_regime.items()]
     signs = {math.copysign(1, t.mean) for _, t in present if t.mean != 0}
     trend = "the sign changes with the budget" if len(signs) > 1 else "the same sign at every budget measured"
-    return f"**{title.split(':')[0]}** — {'; '.join(parts)}; {trend}."
+    return f"**{name}** — {'; '.join(parts)}; {trend}."
 
 
 def figure(out: Path, slug: str, title: str, runs: dict, budgets: list[int], a: tuple, b: tuple,
@@ -166,13 +172,13 @@ def figure(out: Path, slug: str, title: str, runs: dict, budgets: list[int], a: 
     if xs:
         ax.errorbar(xs, means, yerr=[lows, highs], marker="o", color="C0", capsize=4, zorder=3,
                     label="mean (bars: 95 % interval, 3+ seeds)")
+        ax.legend(fontsize=7, loc="best")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [f"{e}\n{regimes[e][0]}" for e in budgets])
     ax.set_xlabel("epochs per task (regime)")
     ax.set_ylabel("A − B, ACC points")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(out / f"budget_{slug}.png", dpi=110)
     plt.close(fig)
