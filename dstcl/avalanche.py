@@ -20,73 +20,26 @@ Only this module imports Avalanche; ``import dstcl`` never does.
 from __future__ import annotations
 
 import importlib.util
-import sys
 import warnings
 from contextlib import ExitStack
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import ConfigError, DstclError
+from .vision import TorchvisionOpsWarning, prepare_torchvision  # noqa: F401 - the warning is part of the API
 from .sparse import CapacityWarning, LayerCapacity, SparseConfig, SparseLearner
 from .sparse.capacity import newly_full
 from .sparse.schedules import check_update_count
-
-
-class TorchvisionOpsWarning(UserWarning):
-    """torchvision's compiled ops do not load beside this torch; it is imported without them."""
-
-
-_TORCHVISION_STUB: list = []  # keeps the stub op schemas registered (a torch Library is freed with its object)
-
-
-def _torchvision_without_ops() -> None:
-    """Let torchvision import when its compiled ops cannot load beside this torch.
-
-    PyPI's torchvision wheels for x86_64 Linux are built for PyPI's CUDA torch: beside a CPU build of the
-    same torch (``torch==2.13.0+cpu``) their ``_C`` library misses ``libtorch_cuda.so`` and does not load.
-    torchvision handles that (its ops then raise "Couldn't load custom C++ ops"), except that
-    ``_meta_registrations.py`` registers fake kernels for ``nms`` and ``qnms`` unconditionally, so
-    ``import torchvision`` (and so ``import avalanche``) fails with "operator torchvision::nms does not
-    exist" (pytorch/vision#9085). Declaring those two schemas, only when the library does not load, lets
-    the import finish; Avalanche's classification training uses no torchvision op.
-    """
-    if "torchvision" in sys.modules:
-        return
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    libraries = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_C.*"))
-    libraries = [p for p in libraries if p.suffix in (".so", ".pyd")]
-    if not libraries:
-        return
-    try:
-        torch.ops.load_library(str(libraries[0]))  # loads: torchvision works as intended
-        return
-    except (OSError, RuntimeError) as error:
-        reason = str(error.__cause__ or error)
-    library = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _TORCHVISION_STUB.append(library)
-    warnings.warn(
-        f"torchvision's compiled ops do not load beside torch {torch.__version__} ({reason.splitlines()[0][:160]}); "
-        "dstcl.avalanche imports torchvision without them (its detection ops such as nms are unavailable; "
-        "Avalanche's classification training does not use them). The torchvision wheel built for this torch "
-        "(for a CPU torch: torchvision==0.28.0 from PyTorch's CPU wheel index) removes this warning.",
-        TorchvisionOpsWarning,
-        stacklevel=3,
-    )
 
 
 if importlib.util.find_spec("avalanche") is None:
     raise ModuleNotFoundError("No module named 'avalanche': dstcl.avalanche needs Avalanche. Install the extra: "
                               "pip install -e \".[avalanche]\" (avalanche-lib 0.6.0 with torchvision 0.28.0).",
                               name="avalanche")
-_torchvision_without_ops()
+prepare_torchvision()
 from avalanche.benchmarks.scenarios.online import OnlineCLExperience  # noqa: E402
 from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.models import MultiHeadClassifier  # noqa: E402

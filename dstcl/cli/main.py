@@ -101,7 +101,9 @@ def _main(argv: Sequence[str] | None) -> int:
 def _resume_hint(exc: BaseException) -> str:
     """``; resume with: dstcl run --resume DIR`` when the exception left an unfinished run behind."""
     folder = getattr(exc, "dstcl_run_dir", None)
-    return f"; resume with: dstcl run --resume {folder}" if folder else ""
+    if not folder or f"dstcl run --resume {folder}" in str(exc):  # the message says it already
+        return ""
+    return f"; resume with: dstcl run --resume {folder}"
 
 
 if __name__ == "__main__":  # pragma: no cover

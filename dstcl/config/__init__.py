@@ -9,7 +9,8 @@ from .fields import (FIELD_NAMES, FLAT, NEUTRAL_DEFAULTS, NON_RESULT_FIELDS, RES
                      result_keys, saved_settings)
 from .protocol import PROTOCOL, PROTOCOLS, protocol_label, protocol_values, switches
 from .resolve import PRESETS, from_flat, load_config_file, replace, resolve, validate
-from .sections import SECTIONS, DataSettings, ModelSettings, RunConfig, RunSettings
+from .runconfig import RunConfig
+from .sections import SECTIONS, DataSettings, ModelSettings, RunSettings
 
 __all__ = [
     "FIELD_NAMES", "FLAT", "PROTOCOL", "PROTOCOLS", "protocol_label", "protocol_values", "switches", "NEUTRAL_DEFAULTS", "NON_RESULT_FIELDS", "PRESETS", "RESOLVED", "saved_settings", "SECTIONS", "SPARSITY", "DataSettings", "ModelSettings",

@@ -16,7 +16,7 @@ from ..models import MODELS
 from ..registry import Option
 from ..settings import check_value, declared
 from ..sparse.density import check_density
-from .sections import SECTIONS, RunConfig
+from .sections import SECTIONS
 
 SPARSITY = "sparsity"
 FLAT: dict[str, tuple[str, dataclasses.Field]] = {}
@@ -110,7 +110,8 @@ def route_options(values: Mapping[str, Any], dataset: str, backbone: str) -> tup
     return model, data, unknown
 
 
-def flat_view(cfg: RunConfig) -> dict[str, Any]:
+def flat_view(cfg: Any) -> dict[str, Any]:
+    """The flat settings of a :class:`~dstcl.config.runconfig.RunConfig` (``RunConfig.flat``)."""
     out: dict[str, Any] = {}
     for name in FIELD_NAMES:
         if name == SPARSITY:

@@ -21,7 +21,8 @@ from ..yamlfile import read_config_file
 from .protocol import expand_protocol
 from .fields import (FIELD_NAMES, FLAT, RESOLVED, SPARSITY, check_field, names_for_suggestion, option_owners,
                      route_options)
-from .sections import DEVICE_PATTERN, SECTIONS, RunConfig
+from .runconfig import RunConfig
+from .sections import DEVICE_PATTERN, SECTIONS
 
 # The settings of the paper (the reference code's README): epochs per task and update frequency.
 PRESETS: dict[str, dict[str, Any]] = {

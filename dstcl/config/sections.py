@@ -2,7 +2,8 @@
 
 Every field is declared once with :func:`dstcl.settings.setting` (default, help, accepted values,
 whether it changes results). The command line (``dstcl run --help``), config files, grid checks and
-the run hash are all derived from these declarations and from the registries they name.
+the run hash are all derived from these declarations and from the registries they name. ``RunConfig``
+(:mod:`.runconfig`) composes them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Mapping
 
 from ..data import DATASETS, ORDERS
 from ..models import BN_MODES, MODELS
-from ..settings import check_fields, setting
+from ..settings import setting
 from ..sparse import SparseConfig
 from ..train.config import TrainConfig
 from ..train.evaluate import EVAL_LOGITS, EVAL_MODES, TEST_AUGMENT, TEST_ORDER
@@ -71,67 +72,6 @@ class RunSettings:
 
 SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "sparse": SparseConfig,
                              "train": TrainConfig, "run": RunSettings}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A resolved run: data, backbone, sparse algorithm, training, execution.
-
-    Read fields through their section (``cfg.sparse.growth``) or, for convenience, by their flat name
-    (``cfg.growth``, ``cfg.sparsity``, ``cfg.width``): the names the command line and config files use.
-    """
-
-    data: DataSettings = field(default_factory=DataSettings)
-    model: ModelSettings = field(default_factory=ModelSettings)
-    sparse: SparseConfig = field(default_factory=SparseConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunSettings = field(default_factory=RunSettings)
-
-    @property
-    def density(self) -> float:
-        return self.sparse.density
-
-    @property
-    def sparsity(self) -> float:
-        return round(1.0 - self.sparse.density, 12)
-
-    @property
-    def protocol(self) -> str:
-        """``dstcl``, ``reference`` or which switches differ (:func:`dstcl.config.protocol.protocol_label`)."""
-        from .protocol import protocol_label
-
-        return protocol_label(self.flat())
-
-    def __getattr__(self, name: str) -> Any:
-        from .fields import FLAT
-
-        if name.startswith("_") or name in ("data", "model", "sparse", "train", "run"):
-            raise AttributeError(name)
-        if name in FLAT:
-            section, _ = FLAT[name]
-            return getattr(getattr(self, section), name)
-        for options in (self.model.options, self.data.options):
-            if name in options:
-                return options[name]
-        raise AttributeError(f"RunConfig has no setting {name!r}")
-
-    def flat(self) -> dict[str, Any]:
-        """The user-facing view: every field by its flat name, ``sparsity``, and the backbone's and data
-        set's options (what ``config.json`` holds and ``--config`` reads back)."""
-        from .fields import flat_view
-
-        return flat_view(self)
-
-    as_dict = flat
-
-    def validate_sections(self) -> None:
-        for name in SECTIONS:
-            section = getattr(self, name)
-            if hasattr(section, "validate") and name != "sparse":
-                section.validate()
-            elif name != "sparse":
-                check_fields(section)
-        self.sparse.validate(self.data.tasks)
 
 
 def section_fields(cls: type) -> list[str]:

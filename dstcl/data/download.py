@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..files import current_umask
 from ..errors import DataError
 
 CHUNK = 1 << 20
@@ -45,6 +46,7 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        os.fchmod(fd, 0o666 & ~current_umask())  # the mode open() would give, not mkstemp's 0600
     except OSError as exc:
         raise DataError(f"cannot write the download to {dest.parent}: {exc.strerror or exc}. "
                         "Choose a writable folder with --data-dir.") from None

@@ -32,11 +32,11 @@ from ..train.precision import memory_format
 from ..train.trainer import TaskTrainer
 from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
 from .checkpoint import Checkpointer
-from .resume import ExperimentCheckpoints
+from .resume import RunParts, resume_from_checkpoint, save_checkpoint
 from .compute import ComputeLedger
 from .environment import default_threads, environment, resolve_device, seed_everything
 from .environment import Terminated, capped_threads, release_free_memory, use_threads
-from .integrity import FILES, FileDigests, mask_file, repair_masks
+from .integrity import FILES, FileDigests, mask_file, repair_masks, write_results
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
 from .reuse import decide
@@ -102,7 +102,7 @@ def resume_experiment(run_dir: str | Path, *, echo: Callable[[str], None] = prin
     return experiment.execute(run, resume=True)
 
 
-class Experiment(ExperimentCheckpoints):
+class Experiment:
     """Builds everything a run needs from its config, checks it, then executes (or resumes) it."""
 
     def __init__(self, cfg: RunConfig, *, echo: Callable[[str], None] = print):
@@ -171,7 +171,8 @@ class Experiment(ExperimentCheckpoints):
                                      gather=self.image_shape if self.cfg.sparse.structure == "channel" else None)
         self.files = FileDigests(run.path)
         if resume:
-            self._resume_from_checkpoint(run)
+            point = resume_from_checkpoint(self.checkpointer, self._parts(), run, self.echo)
+            self.next_task, self.trainer_state, self.capacity = point.next_task, point.trainer_state, point.capacity
             if self.method.sparse:
                 repair_masks(run, self.learner.state, self.learner.learned_tasks, self.echo)
                 for task in range(self.learner.learned_tasks):
@@ -218,10 +219,11 @@ class Experiment(ExperimentCheckpoints):
                     status, error, late = "failed", str(exc), exc
             if status == COMPLETED:
                 try:  # every result file first: metrics.json saying "completed" is the last write
-                    self._write_results(run)
+                    write_results(run, self.files, self.learner, self.model)
                 except (OSError, DstclError) as exc:  # a full disk: the run can be resumed to write them
                     status, error = "failed", f"writing the final files failed: {exc}"
                     late = exc if isinstance(exc, DstclError) else DstclError(error)
+                    late.dstcl_run_dir = run.path  # type: ignore[attr-defined]  # the CLI adds the resume command
             final = self._metrics(status, error)
             if status != COMPLETED:
                 final["resume"] = f"dstcl run --resume {run.path}"
@@ -236,25 +238,6 @@ class Experiment(ExperimentCheckpoints):
         if late is not None:
             raise late
         return status
-
-    def _write_results(self, run: RunDir) -> None:
-        """The final state, weights and statistics, each followed by its digest (:mod:`dstcl.run.integrity`)."""
-        if self.method.sparse:
-            faults.point("final_write")
-            run.save_torch(STATE, self.learner.state.to_payload())
-            self.files.record(STATE)
-            weights = {n: layer.values.cpu() for n, layer in self.learner.state.by_name.items()}
-        else:  # one dense network
-            weights = {n: p.detach().cpu() for n, p in self.learner.params.items()}
-        faults.point("final_write")
-        run.save_torch(WEIGHTS, weights)
-        self.files.record(WEIGHTS)
-        buffers = {n: b.detach().cpu() for n, b in self.model.named_buffers()}
-        if buffers:  # per-task BatchNorm statistics (--bn task)
-            faults.point("final_write")
-            run.save_torch(BUFFERS, buffers)
-            self.files.record(BUFFERS)
-        self.files.record(CONFIG)
 
     def _learn_task(self, i: int, run: RunDir, bar) -> None:
         cfg, T = self.cfg, self.cfg.data.tasks
@@ -279,7 +262,7 @@ class Experiment(ExperimentCheckpoints):
             if progress is not None:
                 progress.set_postfix(loss=f"{event['loss']:.3f}", acc=f"{event['train_accuracy']:.1f}")
             if not trainer.finished and self.checkpointer.due(cfg.run.checkpoint_budget):
-                self._checkpoint("training", i, trainer)
+                save_checkpoint(self.checkpointer, self._parts(), "training", i, trainer)
         if progress is not None:
             progress.close()
         faults.point("task_end")
@@ -311,7 +294,7 @@ class Experiment(ExperimentCheckpoints):
         self.matrix.after_task(i) if self.method.sequential else self.matrix.after_joint()
         summary = {**trainer.summary(), "topology_updates": self.updates_per_task[i]}
         # the checkpoint first: once task_end and metrics.json say the task is done, a resume never redoes it
-        self._checkpoint("task_done", i, None, blocking=True)  # written now: no snapshot copy
+        save_checkpoint(self.checkpointer, self._parts(), "task_done", i, None, blocking=True)  # now: no copy
         release_free_memory()
         R = self.matrix.R
         row = R[i] if self.method.sequential else R[-1]
@@ -323,6 +306,9 @@ class Experiment(ExperimentCheckpoints):
                       f"({summary['seconds']:.1f} s)")
         else:
             self.echo(f"all {T} tasks at once: mean accuracy {np.mean(seen):.2f} % ({summary['seconds']:.1f} s)")
+
+    def _parts(self) -> RunParts:
+        return RunParts(self.cfg, self.model, self.learner, self.generator, self.matrix, self.compute, self.capacity)
 
     def _training_network(self, i: int):
         """``--channel-training gathered``: the live-channel network for task ``i``'s steps; else None."""

@@ -1,4 +1,4 @@
-"""A run's result files are checked before they are used: digests recorded as written, verified when read.
+"""A run's result files: written with their digests, verified before they are used.
 
 ``metrics.json`` of a completed run lists, under ``files``, the BLAKE2b digest of every file its results
 live in (``config.json``, ``state.pt`` or ``weights.pt``, ``buffers.pt``, each ``masks/task_NN.npz``).
@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
+from torch import nn
 
+from .. import faults
 from ..safeload import DamagedFileError, file_digest
-from .rundir import MASKS, load_mask
+from ..train.contract import Learner
+from .rundir import BUFFERS, CONFIG, MASKS, STATE, WEIGHTS, RunDir, load_mask
 
 FILES = "files"  # the key of metrics.json holding the digests
 
@@ -40,6 +43,25 @@ class FileDigests:
 
     def as_dict(self) -> dict[str, str]:
         return dict(sorted(self.digests.items()))
+
+
+def write_results(run: RunDir, files: FileDigests, learner: Learner, model: nn.Module) -> None:
+    """The final state (sparse learners), weights and buffers, each followed by its digest; a kill or a full
+    disk at any of them leaves a run that is not yet completed (``metrics.json`` is written after)."""
+    payload = learner.state_payload()
+    if payload is not None:
+        faults.point("final_write")
+        run.save_torch(STATE, payload)
+        files.record(STATE)
+    faults.point("final_write")
+    run.save_torch(WEIGHTS, learner.weights())
+    files.record(WEIGHTS)
+    buffers = {n: b.detach().cpu() for n, b in model.named_buffers()}
+    if buffers:  # per-task BatchNorm statistics (--bn task)
+        faults.point("final_write")
+        run.save_torch(BUFFERS, buffers)
+        files.record(BUFFERS)
+    files.record(CONFIG)
 
 
 def verify_files(run_dir: str | Path, metrics: Mapping, names: Iterable[str]) -> bool:

@@ -21,28 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .criteria import GROW
-
-AUTO = "auto"
-
-
-def _chosen_at_each_update(view):  # noqa: ARG001 - never called: the topology updater asks the bandit instead
-    raise RuntimeError("growth 'auto' is a policy; the topology updater picks a criterion for every update")
-
-
-# a growth *policy*, registered beside the criteria so that config choices, --help and errors list it: it
-# scores nothing itself but picks one of the criteria at every update, so it may read the momentum
-GROW.register(AUTO, _chosen_at_each_update, help="a criterion chosen at every topology update by a bandit",
-              policy=True, reads="momentum", frozen="score")
-
-
-def criteria() -> list[str]:
-    """The registered growth criteria a policy chooses among (the policies themselves left out)."""
-    return [name for name in GROW.names() if not GROW.entry(name).meta.get("policy")]
-
-
-def is_policy(name: str) -> bool:
-    return name in GROW and bool(GROW.entry(name).meta.get("policy"))
+from .criteria import AUTO, criteria, is_policy  # noqa: F401 - the policy is registered with the criteria
 
 
 class AutoGrowth:

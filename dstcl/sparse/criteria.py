@@ -174,4 +174,26 @@ def grow_scores(name: str, view: LayerView) -> torch.Tensor:
     return scores
 
 
-from . import auto as _auto  # noqa: E402,F401 - registers the auto growth policy beside the criteria
+# --- growth policies ------------------------------------------------------------------------------
+
+AUTO = "auto"
+
+
+def _chosen_at_each_update(view: LayerView) -> torch.Tensor:  # noqa: ARG001 - never called
+    raise RuntimeError("growth 'auto' is a policy: the topology updater picks a criterion for every update")
+
+
+# a growth *policy* (dstcl.sparse.auto's bandit), registered beside the criteria so that config choices,
+# --help and errors list it: it scores nothing itself but picks one of the criteria at every update, so it
+# may read the optimizer momentum (momentum growth) though it needs nothing
+GROW.register(AUTO, _chosen_at_each_update, help="a criterion chosen at every topology update by a bandit",
+              policy=True, reads="momentum", frozen="score")
+
+
+def criteria() -> list[str]:
+    """The registered growth criteria a policy chooses among (the policies themselves left out)."""
+    return [name for name in GROW.names() if not GROW.entry(name).meta.get("policy")]
+
+
+def is_policy(name: str) -> bool:
+    return name in GROW and bool(GROW.entry(name).meta.get("policy"))

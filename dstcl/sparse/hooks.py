@@ -74,7 +74,7 @@ class StepHooks:
         ``loss`` is what ``growth="auto"`` learns from."""
         if loss is not None:
             self.topology.observe(loss)
-        self._require_task()
+        self.require_task()
         self.attach(optimizer)
         self._last_report = None
         if scaler is not None:
@@ -89,13 +89,13 @@ class StepHooks:
     def _is_own(self, optimizer: torch.optim.Optimizer) -> bool:
         return self._own is not None and self._own() is optimizer
 
-    def _require_task(self) -> None:
+    def require_task(self) -> None:
         if self.layers is None:
             raise DstclError("no task in progress: call learner.start_task(task, total_steps) before training.")
 
     @torch.no_grad()
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self._require_task()
+        self.require_task()
         own = self._is_own(optimizer)
         wd = self.weight_decay if own else 0.0
         first = not own and optimizer not in self._reset_frozen_state

@@ -14,10 +14,8 @@ How the state maps onto the network while task t trains (the fast path):
   inactive positions do receive the (dense) gradient, so the optimizer's moments there are a dense
   momentum estimate, which momentum growth ranks (as in sparse momentum and the reference code).
 
-Both halves run as PyTorch optimizer step hooks (:meth:`SparseLearner.attach`), so a training loop
-that owns its ``optimizer.step()`` (a framework's) gets isolation and DST from the step itself. For an
-optimizer dstcl did not make (its own weight decay, moments kept across tasks), the post-step hook
-also puts every frozen weight back to its stored value, so isolation stays exact whatever it does.
+Both halves run as optimizer step hooks (:mod:`dstcl.sparse.hooks`), so a loop that owns its
+``optimizer.step()`` gets isolation and DST from the step itself, whatever optimizer it uses.
 
 Stored values of owned weights outside the current mask live in the :class:`SparseState`, brought
 up to date at the end of each task; state no mask covers (biases, affine normalisation, running
@@ -98,6 +96,7 @@ class SparseLearner:
         self.copies = TaskCopies(model, self.params.values())
         self.topology = TopologyUpdater(config, self.plan, self.generator, self.channels)
         self.hooks = StepHooks(self.topology, config.reused_value)
+        self._adopted: set[str] = set()  # layers added to the model since the last task started
         self.task: int | None = None
         self._layers: list[TaskLayer] = []
 
@@ -149,7 +148,7 @@ class SparseLearner:
                     k = int(mask.sum())
                 if _sample:
                     start = layer.values
-                    if task > 0:
+                    if task > 0 and name not in self._adopted:  # a new layer starts from its own initialisation
                         kaiming = self.config.free_init == "kaiming"
                         fresh = kaiming_draw(layer.values, self.generator) if kaiming else torch.zeros_like(start)
                         start = torch.where(frozen, layer.values, fresh)
@@ -162,8 +161,10 @@ class SparseLearner:
     def _adopt_new_layers(self) -> None:
         """Layers added to the model since (a framework's new task head): learned from now on, dense for the
         task that first trains them (no earlier task used them: their earlier masks are empty)."""
+        self._adopted = set()
         for name, param in prunable_parameters(self.model):
             if name not in self.params:
+                self._adopted.add(name)
                 self.params[name] = param
                 self.state.add_layer(name, param.data)
                 self.counts[name] = param.numel()
@@ -237,9 +238,6 @@ class SparseLearner:
         :meth:`dstcl.sparse.hooks.StepHooks.attach`. Attaching the same optimizer again does nothing."""
         self.hooks.attach(optimizer)
 
-    def detach(self, optimizer: torch.optim.Optimizer) -> None:
-        self.hooks.detach(optimizer)
-
     def observe(self, loss: torch.Tensor) -> None:
         """A step's training loss, for ``growth="auto"`` (which learns from it; other criteria ignore it)."""
         self.topology.observe(loss)
@@ -251,8 +249,7 @@ class SparseLearner:
 
     def update_topology(self, optimizer: torch.optim.Optimizer | None, drop_fraction: float) -> UpdateReport:
         """A topology update now (what a due step does; see :class:`~dstcl.sparse.topology.TopologyUpdater`)."""
-        if self.task is None:
-            raise DstclError("no task in progress: call learner.start_task(task, total_steps) first.")
+        self.hooks.require_task()
         return self.topology.update(self._layers, optimizer, drop_fraction)
 
     def update_due_next_step(self) -> bool:
@@ -342,6 +339,14 @@ class SparseLearner:
     def task_digest(self, task: int) -> str:
         """Digest of what learned task ``task``'s logits depend on (:func:`~dstcl.sparse.state.subnetwork_digest`)."""
         return subnetwork_digest(self.state, task, self.heads, self.copies.digest_bytes(task))
+
+    def state_payload(self) -> dict:
+        """The learned state as written to a run's ``state.pt`` (values, owners, every task's packed masks)."""
+        return self.state.to_payload()
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The stored value of every prunable weight (``W``, not ``W * mask``), on the CPU."""
+        return {n: layer.values.cpu() for n, layer in self.state.by_name.items()}
 
     def current_masks(self) -> dict[str, torch.Tensor]:
         """The current task's masks (during a task)."""

@@ -55,6 +55,12 @@ class Learner(Protocol):
     def restore_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
         """Go back to masks taken earlier in this task."""
 
+    def state_payload(self) -> dict | None:
+        """The learned state a finished run keeps in ``state.pt`` (None: the weights are all of it)."""
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The learned value of every weight, by name, on the CPU (a run's ``weights.pt``)."""
+
     def state_dict(self) -> dict:
         """Everything to continue bit-identically (plain tensors and values: a checkpoint)."""
 

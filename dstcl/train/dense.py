@@ -73,6 +73,12 @@ class DenseLearner:
     def task_digest(self, task: int) -> str:  # noqa: ARG002 - one network: nothing is isolated to prove
         return ""
 
+    def state_payload(self) -> None:
+        return None  # no masks or owners: the weights are the whole state
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu() for n, p in self.params.items()}
+
     def restore_masks(self, masks: dict) -> None:  # noqa: ARG002 - a dense network has no masks
         return None
 
