@@ -9,7 +9,6 @@ those declarations (type, choices, range); a config adds only its cross-field ru
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from typing import Any, Callable, Iterable
 
@@ -125,5 +124,3 @@ def declared(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata and f.metadata.get("user", True)]
 
 
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -64,3 +69,14 @@ def gathered_calls(monkeypatch) -> dict:
         return original(*args, **kwargs)
     monkeypatch.setattr(conv, "gemm_conv2d", counting)
     return calls
+
+
+def dstcl(*args: str, env_extra: dict | None = None, env: dict | None = None, cwd: Path | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess:
+    """``dstcl ARGS`` in a fresh process (the one way the tests run the command line): ``env`` replaces the
+    environment, ``env_extra`` adds to it; a fault-injection variable is never inherited by accident."""
+    base = dict(env if env is not None else os.environ)
+    if not env_extra or "DSTCL_KILL_AT" not in env_extra:
+        base.pop("DSTCL_KILL_AT", None)
+    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], env={**base, **(env_extra or {})},
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)

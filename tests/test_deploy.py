@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 
 import dstcl
 import dstcl.deploy
+from conftest import dstcl as run_cli
 from dstcl.config import resolve
 from dstcl.errors import DstclError
 from dstcl.run.experiment import Experiment
@@ -129,7 +129,7 @@ def test_predict_command_writes_a_csv_and_refuses_bad_inputs(tmp_path):
 
 
 def dstcl_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], capture_output=True, text=True, timeout=300)
+    return run_cli(*args)
 
 
 def _digits_npy(tmp_path) -> str:

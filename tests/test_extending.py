@@ -10,10 +10,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import dstcl as run_cli
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
@@ -29,8 +30,7 @@ def plugin_env(tmp_path_factory) -> dict:
 
 
 def dstcl(env: dict, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return run_cli(*args, env=env, cwd=cwd)
 
 
 def test_the_documented_plugins_train_through_dstcl_run(plugin_env, tmp_path):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +19,7 @@ from dstcl.run.rundir import read_events
 QUICK = ["--epochs", "2", "--no-progress", "--threads", "1", "--num-classes", "4", "--tasks", "2"]
 
 
-def dstcl(*args: str, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+from conftest import dstcl  # noqa: E402
 
 
 def one_paragraph(text: str) -> str:

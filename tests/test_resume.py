@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -21,12 +20,7 @@ ARGS = ["--dataset", "cifar10", "--num-classes", "6", "--tasks", "3", "--backbon
         "--epochs", "3", "--batch-size", "16", "--update-frequency", "4", "--growth", "momentum",
         "--free-init", "kaiming", "--no-download", "--no-progress", "--seed", "7"]
 
-
-def dstcl(*args: str, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env_extra or {})}
-    env.pop("DSTCL_KILL_AT", None) if not env_extra else None
-    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+from conftest import dstcl  # noqa: E402 - the one way tests run the command line
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +62,15 @@ def test_kill_and_resume_is_bit_identical(kill_at, data_dir, reference, tmp_path
     killed = dstcl("run", *ARGS, "--data-dir", str(data_dir), "--run-dir", str(run), env_extra={"DSTCL_KILL_AT": kill_at})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert json.loads((run / "metrics.json").read_text())["status"] != "completed" if (run / "metrics.json").exists() else True
+    had_checkpoint = any((run / "checkpoints").glob("ckpt-*.pt"))
+    assert had_checkpoint or kill_at == "training_step:5"  # only a kill in the first epoch precedes every checkpoint
     resumed = dstcl("run", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout or "starting it from the beginning" in resumed.stdout
+    if had_checkpoint:  # it really continued from the checkpoint, not from the start
+        assert "resuming" in resumed.stdout
+        assert any(json.loads(line)["event"] == "resumed" for line in (run / "events.jsonl").read_text().splitlines())
+    else:
+        assert "starting it from the beginning" in resumed.stdout
     assert_same_result(run, reference)
     events = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
     assert events.count("task_end") == 3  # a task reported done is never redone
@@ -132,9 +132,12 @@ def test_second_resume_of_a_running_run_is_refused(data_dir, tmp_path):
     assert "still running" in err and "Traceback" not in err
 
 
-def test_resume_refuses_completed_runs_and_config_flags(reference):
+def test_resume_of_a_completed_run_does_nothing_and_config_flags_are_refused(reference):
+    """--resume on a finished run behaves as the same command with --run-dir: nothing to do, exit 0."""
+    before = (reference / "metrics.json").read_bytes()
     done = dstcl("run", "--resume", str(reference))
-    assert done.returncode == 2 and "already completed" in done.stderr.replace("\n", " ")
+    assert done.returncode == 0 and "already holds this run, completed; nothing to resume" in done.stdout, done.stderr
+    assert (reference / "metrics.json").read_bytes() == before
     flags = dstcl("run", "--resume", str(reference), "--epochs", "5")
     assert flags.returncode == 2 and "drop --epochs" in flags.stderr.replace("\n", " ")
 

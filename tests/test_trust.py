@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 import dstcl
+from conftest import dstcl as dstcl_cli
 from dstcl.errors import DstclError
 from dstcl.safeload import file_digest
 from test_deploy import _digits_npy
@@ -24,9 +24,7 @@ SMALL = ["--epochs", "3", "--update-frequency", "6", "--threads", "1", "--no-pro
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "dstcl.cli.main", *args], capture_output=True, text=True,
-                          timeout=300, env=full)
+    return dstcl_cli(*args, env_extra=env)
 
 
 def said(done: subprocess.CompletedProcess) -> str:

@@ -36,10 +36,6 @@ NON_RESULT_FIELDS = frozenset(n for n, (_, f) in FLAT.items() if not f.metadata.
 NEUTRAL_DEFAULTS = {n: f.default for n, (_, f) in FLAT.items() if f.metadata.get("added")}
 
 
-def owner_class(name: str) -> type:
-    return SECTIONS[FLAT[name][0]]
-
-
 def check_field(name: str, value: Any) -> Any:
     """``value`` for flat field ``name``, coerced and checked by the field's own declaration."""
     if name == SPARSITY:

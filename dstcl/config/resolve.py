@@ -8,7 +8,6 @@ config files, grid files and the library all reach it through :func:`resolve`.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from pathlib import Path
@@ -175,5 +174,3 @@ def replace(cfg: RunConfig, **changes: Any) -> RunConfig:
     return from_flat({**cfg.flat(), **changes})
 
 
-def with_sections(cfg: RunConfig, **sections: Any) -> RunConfig:
-    return validate(dataclasses.replace(cfg, **sections))

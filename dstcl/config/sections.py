@@ -8,7 +8,7 @@ the run hash are all derived from these declarations and from the registries the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..data import DATASETS, ORDERS
@@ -74,5 +74,3 @@ SECTIONS: dict[str, type] = {"data": DataSettings, "model": ModelSettings, "spar
                              "train": TrainConfig, "run": RunSettings}
 
 
-def section_fields(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]

@@ -21,7 +21,7 @@ import torch
 from .. import faults
 from ..config import RESOLVED, RunConfig, from_flat, saved_settings
 from ..data import BatchAugment, load_dataset, make_tasks
-from ..errors import ConfigError, DstclError
+from ..errors import DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
 from ..sparse import CapacityWarning, prunable_parameters
@@ -32,20 +32,17 @@ from ..train.precision import memory_format
 from ..train.trainer import TaskTrainer
 from .agnostic import DEFAULT_CRITERION, agnostic_accuracy
 from .checkpoint import Checkpointer
-from .resume import RunParts, resume_from_checkpoint, save_checkpoint
 from .compute import ComputeLedger
-from .environment import default_threads, environment, resolve_device, seed_everything
-from .environment import Terminated, capped_threads, release_free_memory, use_threads
+from .environment import Terminated, capped_threads, environment, release_free_memory, resolve_device
+from .environment import seed_everything, use_threads
 from .integrity import FILES, FileDigests, mask_file, repair_masks, write_results
 from .matrix import AccuracyMatrix
 from .phases import check_updates, make_learner, method_of, training_phases
+from .resume import RunParts, resume_from_checkpoint, save_checkpoint
 from .reuse import decide
-from .rundir import BUFFERS, CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, STATE, SUMMARY
-from .rundir import WEIGHTS
+from .rundir import CAPACITY, CHECKPOINTS, COMPLETED, CONFIG, ENVIRONMENT, METRICS, SUMMARY
 from .rundir import RunDir, read_config, read_metrics, run_status
 from .summary import format_summary
-
-
 
 @dataclass
 class RunResult:

@@ -15,7 +15,6 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data import Task
-from ..errors import ConfigError
 from ..sparse import SparseLearner, UpdateEvery
 from ..sparse.schedules import FEW_UPDATES, check_update_count
 from ..train.dense import DenseLearner

@@ -110,11 +110,6 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
-def has_checkpoints(path: str | Path) -> bool:
-    folder = Path(path) / CHECKPOINTS
-    return folder.is_dir() and any(folder.glob("ckpt-*.pt"))
-
-
 def is_locked(path: str | Path) -> bool:
     """True while a ``dstcl run`` process holds the run's lock (see :meth:`RunDir.lock`)."""
     file = Path(path) / LOCK

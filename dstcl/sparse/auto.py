@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .criteria import AUTO, criteria, is_policy  # noqa: F401 - the policy is registered with the criteria
+from .criteria import AUTO, criteria, is_policy  # noqa: F401 - re-exported: the policy is registered there
 
 
 class AutoGrowth:

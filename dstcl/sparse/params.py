@@ -2,7 +2,8 @@
 
 One definition of a *prunable* weight for the whole package: every Conv and Linear weight, stem and
 classifier included (the paper's backbones have no biases and no learned BatchNorm parameters, so
-these are all the trainable state).
+these are all their trainable state; other models' biases and norm parameters are kept per task:
+:mod:`dstcl.sparse.copies`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,6 @@ def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Every Conv and Linear weight of ``model``, in module order (stem and classifier included)."""
     return [(f"{name}.weight" if name else "weight", module.weight)
             for name, module in model.named_modules() if isinstance(module, PRUNABLE)]
-
-
-def check_unmasked(model: nn.Module, prunable: Sequence[nn.Parameter]) -> None:
-    """Refuse a model with trainable state no mask covers (it would be shared, and overwritten, by all tasks)."""
-    ids = {id(p) for p in prunable}
-    unmasked = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
-    if unmasked:
-        raise ConfigError(
-            f"parameter {unmasked[0]!r} is trainable but not a Conv/Linear weight, so no mask "
-            "covers it and it would be shared (and overwritten) across tasks. Build the model "
-            "without biases and with affine=False BatchNorm, or freeze it (requires_grad=False)."
-        )
 
 
 def check_heads(

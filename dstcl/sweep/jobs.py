@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 
 from ..files import atomic_write_json
 from ..run.hashing import config_hash
-from ..run.rundir import COMPLETED, METRICS, SWEEP_CONFIG, SWEEP_LOG, is_locked, is_run_dir, read_config, run_status
+from ..run.rundir import COMPLETED, METRICS, SWEEP_CONFIG, SWEEP_LOG, is_run_dir, read_config, run_status
 from .plan import RunSpec
 
 CONFIG_NAME = SWEEP_CONFIG  # the resolved config the run was started with

@@ -11,7 +11,6 @@ batch-order and augmentation RNGs), so a run killed between epochs resumes bit-i
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, Iterator
 
