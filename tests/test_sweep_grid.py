@@ -466,3 +466,13 @@ def test_every_committed_run_keeps_its_id():
             assert config_hash(cfg) == path.parent.name, path
             resolved += 1
     assert resolved >= 48  # the study's runs and everything after
+
+
+def test_static_sparse_training_has_one_spelling():
+    """DST with no topology update is static sparse training: both spellings resolve to one run (one id)."""
+    from dstcl.config import resolve
+    from dstcl.run.hashing import config_hash
+
+    spelled = resolve({"update_frequency": 0})
+    assert spelled.train.method == "static"
+    assert config_hash(spelled) == config_hash(resolve({"method": "static", "update_frequency": 0}))

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..models import MODELS
 from ..registry import Option
 from ..settings import check_value, declared
-from ..sparse.density import check_density
+from ..sparse.density import check_density, density_of
 from .sections import SECTIONS
 
 SPARSITY = "sparsity"
@@ -48,7 +48,7 @@ def sparsity_value(value: Any) -> float:
     number = check_value(_SPARSITY_FIELD, _SparsityHolder, value, SPARSITY)
     if not 0.0 <= number < 1.0:
         raise ConfigError(f"sparsity must be in [0, 1) (0.8 = 80 % of weights inactive), got {value!r}.")
-    check_density(round(1.0 - number, 12))
+    check_density(density_of(number))
     return number
 
 

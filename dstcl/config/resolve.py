@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ..data import DATASETS, dataset_classes, dataset_defaults
 from ..errors import ConfigError
+from ..sparse.density import density_of, sparsity_of
 from ..train.precision import resolve_precision
 from ..yamlfile import read_config_file
 from .protocol import expand_protocol
@@ -76,10 +77,7 @@ def resolve(
 def _sparsity_from_density(density: Any) -> float:
     from ..registry import coerce_scalar
 
-    value = coerce_scalar(density, float, "density")
-    if not 0.0 < value <= 1.0:
-        raise ConfigError(f"density must be in (0, 1] (density = 1 - sparsity), got {density!r}.")
-    return round(1.0 - value, 12)
+    return sparsity_of(coerce_scalar(density, float, "density"))
 
 
 def from_flat(values: Mapping[str, Any]) -> RunConfig:
@@ -88,6 +86,8 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
     if dataset not in DATASETS:
         raise ConfigError(DATASETS.unknown(dataset))
     values = {**dataset_defaults(dataset), **expand_protocol(values)}
+    if values.get("method", "dst") == "dst" and values.get("update_frequency") in (0, "0"):
+        values["method"] = "static"  # DST without topology updates is static sparse training: one spelling, one id
     if values.get("structure") == "channel" and "free_init" not in values:
         values["free_init"] = "kaiming"  # the structured default (see SparseConfig.validate)
     backbone = values.get("backbone")
@@ -112,7 +112,7 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
             continue
         value = check_field(key, values[key])
         if key == SPARSITY:
-            sections["sparse"]["density"] = round(1.0 - value, 12)
+            sections["sparse"]["density"] = density_of(value)
         else:
             sections[FLAT[key][0]][key] = value
     sections["data"]["options"] = data_options

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..settings import check_fields
 from ..sparse import SparseConfig
+from ..sparse.density import sparsity_of
 from ..train.config import TrainConfig
 from .fields import FLAT, flat_view
 from .protocol import protocol_label
@@ -33,7 +34,7 @@ class RunConfig:
 
     @property
     def sparsity(self) -> float:
-        return round(1.0 - self.sparse.density, 12)
+        return sparsity_of(self.sparse.density)
 
     @property
     def protocol(self) -> str:

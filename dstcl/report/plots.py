@@ -208,6 +208,7 @@ def _curve(group: Group, kind: str) -> tuple[list[float], list[float | None]]:
 def plot_layer_density(plt: Any, groups: Sequence[Group], out: Path) -> list[Path]:
     """Per-layer density of ERK vs uniform for each backbone (and input) and sparsity among the runs."""
     from ..sparse import layer_densities
+    from ..sparse.density import density_of
 
     keys = ("dataset", "backbone", "width", "stem", "image_size", "num_classes")
     families: dict[tuple, list[Group]] = {}
@@ -229,9 +230,10 @@ def plot_layer_density(plt: Any, groups: Sequence[Group], out: Path) -> list[Pat
 
         x = np.arange(len(names))
         for ax, sparsity in zip(axes[:, 0], sparsities):
-            density = 1.0 - sparsity
+            density = density_of(sparsity)
+            scale = float(members[0].get("erk_power_scale") or 1.0)  # the runs' own ERK exponent
             for offset, rule in ((-0.2, "erk"), (0.2, "uniform")):
-                values = layer_densities({n: shapes[n] for n in names}, density, rule)
+                values = layer_densities({n: shapes[n] for n in names}, density, rule, power_scale=scale)
                 ax.bar(x + offset, [values[n] for n in names], width=0.4, label=init_label(rule))
             for g in members:
                 if not math.isclose(float(g.get("sparsity")), sparsity):

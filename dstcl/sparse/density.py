@@ -43,6 +43,16 @@ def check_density(density: float) -> float:
     return value
 
 
+def density_of(sparsity: float) -> float:
+    """The density a sparsity means (``1 - sparsity``, rounded so 0.8 gives exactly 0.2): the one conversion."""
+    return round(1.0 - float(sparsity), 12)
+
+
+def sparsity_of(density: float) -> float:
+    """The sparsity a density means, after :func:`check_density` (0.2 gives exactly 0.8)."""
+    return round(1.0 - check_density(density), 12)
+
+
 def uniform_densities(shapes: Shapes, density: float) -> dict[str, float]:
     """Every layer gets the same density."""
     density = check_density(density)

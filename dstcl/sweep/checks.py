@@ -35,8 +35,14 @@ def check_value(key: str, value: Any) -> str | None:
     if key == PROTOCOL:
         return None if value in PROTOCOLS else f"protocol must be one of {', '.join(PROTOCOLS)}, got {value!r}"
     if key == "density":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        from ..sparse.density import check_density
+
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"density must be a number in (0, 1] (density = 1 - sparsity), got {value!r}"
+        try:
+            check_density(value)
+        except ConfigError as exc:
+            return str(exc).rstrip(".")
         return None
     if key not in FIELD_NAMES:
         return None  # a backbone's or data set's option: checked with the point's backbone and data set
