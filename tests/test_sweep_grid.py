@@ -290,7 +290,7 @@ def test_a_list_or_mapping_where_one_value_is_expected_names_line_field_value_an
     assert "line 1: preset must be a single value, not a list (['cifar100-10']); valid: cifar100-5, cifar100-10" in message
     assert "line 5: preset must be a single value, not a mapping ({'cifar100-20': 1}); valid: cifar100-5" in message
     assert "line 6: init must be a single value, not a list (['erk', 'uniform']); valid: erk, uniform" in message
-    assert "line 8: growth must be a single value, not a list (['random', 'gradient']); valid: gradient, " \
+    assert "line 8: growth must be a single value, not a list (['random', 'gradient']); valid: auto, gradient, " \
            "momentum, random, unfired" in message
     message = error_of(tmp_path, "vary:\n  preset: {cifar100-5: x}\nname: [a]\n")
     assert "line 2: preset must be a single value, not a mapping ({'cifar100-5': 'x'})" in message
