@@ -234,3 +234,10 @@ def test_resume_repairs_a_damaged_mask_file_from_the_checkpoint(finished, damage
     assert repaired.keys() == want.keys() and all(torch.equal(repaired[k], want[k]) for k in want)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["files"]["masks/task_00.npz"] == file_digest(mask)
+
+
+def test_a_rerun_with_another_thread_count_says_so(finished):
+    """The same settings but another --threads: nothing is redone, and the message names the thread counts."""
+    done = cli("run", *[a if a != "1" else "2" for a in SMALL], "--bn", "task", "--run-dir", str(finished))
+    assert done.returncode == 0 and "nothing to do" in said(done), done.stderr
+    assert "ran with 1 CPU thread(s), this command asks for 2" in said(done)
