@@ -71,9 +71,11 @@ def check_value(field: dataclasses.Field, owner: type, value: Any, name: str | N
             return None
         raise ConfigError(f"{name} needs a value (got an empty one); default: {field.default!r}.")
     kind = scalar_type(field, owner)
+    accepted = choices_of(field)
+    if isinstance(value, bool) and kind is str and accepted and {"on", "off"} & set(map(str, accepted)):
+        value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
     coerced = coerce_scalar(value, kind, name) if kind is not object else value
     meta = field.metadata
-    accepted = choices_of(field)
     if accepted is not None and coerced not in accepted:
         registry = meta.get("choices")
         if isinstance(registry, Registry):

@@ -42,7 +42,7 @@ def main() -> int:
     data = cfg.data
     dataset = load_dataset(data.dataset, data.data_dir, download=False, progress=False, num_classes=data.num_classes,
                            seed=cfg.run.seed, **data.options)
-    tasks = make_tasks(dataset, data.tasks, data.class_order, cfg.run.seed)
+    tasks = make_tasks(dataset, data.tasks, data.class_order, cfg.run.seed, data.class_similarity())
     recorded = json.loads((run / "metrics.json").read_text())
     final = recorded["accuracy_matrix"][-1]
     prints = recorded.get("final_logits_blake2b") or [None] * len(tasks)

@@ -111,3 +111,13 @@ def test_unavailable_devices_are_explained(monkeypatch):
     if not torch.backends.mps.is_available():
         with pytest.raises(ConfigError, match="not available"):
             resolve_device("mps")
+
+
+def test_a_bare_off_in_yaml_means_the_choice_off(tmp_path):
+    """YAML 1.1 reads ``off`` as false: for a setting whose choices include "off" it means "off"."""
+    from dstcl.config import resolve
+
+    path = tmp_path / "run.yaml"
+    path.write_text("test_augment: off\neval_logits: all\n")
+    cfg = resolve({}, config_file=path)
+    assert cfg.test_augment == "off" and cfg.eval_logits == "all"

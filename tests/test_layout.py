@@ -5,6 +5,7 @@ a sibling of its own layer):
 
     leaf utilities: errors, files, faults, registry, settings, yamlfile, plugins, metrics
     sparse | models | data        the algorithm, the backbones, the data (independent of each other)
+    methods                       the mask-based baselines (PackNet, WSN, SupSup) on the sparse core
     train                         one task's training loop and evaluation
     config                        a run's settings (reads the registries above)
     run                           the life of one run
@@ -21,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dstcl"
 LAYERS = [
     {"errors", "files", "faults", "registry", "settings", "yamlfile", "plugins", "metrics", "safeload", "vision"},
     {"sparse", "models", "data"},
+    {"methods"},  # PackNet, WSN, SupSup: learners built on the sparse core, found by train's METHODS registry
     {"train"},
     {"config"},
     {"run"},

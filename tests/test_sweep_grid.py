@@ -404,12 +404,14 @@ def test_every_config_field_is_classified_for_the_run_hash():
     result_fields = {"dataset", "tasks", "class_order", "num_classes", "backbone", "bn", "init", "erk_power_scale",
                      "growth", "sparsity", "drop", "drop_rate", "final_drop_rate", "drop_schedule", "update_frequency",
                      "free_init", "structure", "method", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-                     "precision", "seed", "channel_training", *PROTOCOL_SWITCHES}
+                     "precision", "seed", "channel_training", "retrain_epochs", "supsup_init", *PROTOCOL_SWITCHES,
+                     "similarity_digest", "reuse"}  # issue 24: the similarity's content (not its path), reuse off
     assert NON_RESULT_FIELDS == {"data_dir", "download", "device", "threads", "out", "progress", "checkpoint_budget",
-                                 "eval", "agnostic"}
+                                 "eval", "agnostic", "similarity"}
     assert set(FIELD_NAMES) == result_fields | NON_RESULT_FIELDS
     # a backbone's and a data set's options are result settings unless declared otherwise
-    at_default = result_fields - {"channel_training", *PROTOCOL_SWITCHES}  # left out at its default (the next test)
+    at_default = result_fields - {"channel_training", "retrain_epochs", "supsup_init",  # left out at their
+                                  "similarity_digest", "reuse", *PROTOCOL_SWITCHES}  # defaults (the next test)
     assert set(result_settings(resolve({}))) == at_default | {"width"}
     assert set(result_settings(resolve({"dataset": "miniimagenet"}))) == at_default | {"width", "stem", "image_size",
                                                                                        "split"}
@@ -423,7 +425,8 @@ def test_a_setting_added_later_keeps_earlier_run_ids_at_its_default():
 
     assert NEUTRAL_DEFAULTS == {"channel_training": "masked", "counts": "exact", "reused_value": "stored",
                                 "head_ownership": "rows", "kept_epoch": "last", "eval_logits": "task",
-                                "test_augment": "off", "test_order": "fixed"}
+                                "test_augment": "off", "test_order": "fixed", "retrain_epochs": 2,
+                                "supsup_init": "signed-constant", "similarity_digest": None, "reuse": "on"}
     flat = resolve({"structure": "channel"}).flat()
     before = {k: v for k, v in flat.items() if k != "channel_training"}  # a config.json written before the field
     assert config_hash(flat) == config_hash(before)

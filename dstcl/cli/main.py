@@ -22,10 +22,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .. import __version__
 from ..errors import DstclError
 from ..plugins import load_plugins
-from . import export, predict, report, run, sweep
+from . import export, predict, report, run, similarity, sweep
 from .output import error
 
-COMMANDS = [run, sweep, report, export, predict]
+COMMANDS = [run, sweep, report, export, predict, similarity]
 
 
 class Parser(argparse.ArgumentParser):

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..data import DATASETS, dataset_classes, dataset_defaults
+from ..data.similarity import read_similarity
+from ..data.tasks import SIMILARITY_ORDERS
 from ..errors import ConfigError
 from ..sparse.density import density_of, sparsity_of
+from ..train.methods import METHODS
 from ..train.precision import resolve_precision
 from ..yamlfile import read_config_file
 from .protocol import expand_protocol
@@ -85,11 +88,13 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
     dataset = values.get("dataset", SECTIONS["data"].dataset)
     if dataset not in DATASETS:
         raise ConfigError(DATASETS.unknown(dataset))
-    values = {**dataset_defaults(dataset), **expand_protocol(values)}
+    values = _with_similarity({**dataset_defaults(dataset), **expand_protocol(values)}, dataset)
     if values.get("method", "dst") == "dst" and values.get("update_frequency") in (0, "0"):
         values["method"] = "static"  # DST without topology updates is static sparse training: one spelling, one id
     if values.get("structure") == "channel" and "free_init" not in values:
         values["free_init"] = "kaiming"  # the structured default (see SparseConfig.validate)
+    if values.get("reuse") == "off" and "free_init" not in values:
+        values["free_init"] = "kaiming"  # without reuse, zero starts leave a task no signal (SparseConfig.validate)
     backbone = values.get("backbone")
     if backbone is None:
         raise ConfigError(f"data set {dataset} names no default backbone; choose one with --backbone.")
@@ -125,6 +130,36 @@ def from_flat(values: Mapping[str, Any]) -> RunConfig:
     return validate(cfg)
 
 
+def _with_similarity(values: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Orders built from a class similarity: the file's digest joins the settings (a run's id holds the
+    matrix, not the path) and its path is made absolute (a sweep's runs start elsewhere). Other orders read
+    no file, so a similarity given to them is not part of their id. A recorded run whose file is gone keeps
+    its digest (its id); only training it again needs the file (``DataSettings.class_similarity``)."""
+    order = values.get("class_order", SECTIONS["data"].class_order)
+    if not isinstance(order, str) or order not in SIMILARITY_ORDERS:  # a bad value is reported by its field check
+        return {**values, "similarity_digest": None}
+    path, digest = values.get("similarity"), values.get("similarity_digest")
+    if path is None:
+        raise ConfigError(f"class order {order} builds its tasks from a class similarity; give --similarity FILE "
+                          f"(write it with dstcl similarity {dataset} -o FILE; docs/similarity.md).")
+    file = Path(str(path)).expanduser()
+    if not file.is_file() and digest is not None:
+        return values
+    found = read_similarity(file)
+    if digest is not None and digest != found.digest:
+        raise ConfigError(f"similarity file {file} has changed: its classes and matrix have digest {found.digest}, "
+                          f"but the configuration records {digest}. Restore the file the run used, or drop "
+                          "similarity_digest to set up a new run with the file as it is now.")
+    if found.dataset is not None and found.dataset != dataset:
+        raise ConfigError(f"similarity file {file} was measured on {found.dataset}, but this run uses {dataset}; "
+                          f"measure it on {dataset} (dstcl similarity {dataset} -o FILE) or choose the matching file.")
+    needed = values.get("num_classes") or dataset_classes(dataset)
+    if needed is not None and isinstance(needed, int) and len(found.class_names) < needed:
+        raise ConfigError(f"similarity file {file} covers {len(found.class_names)} classes, but this run uses "
+                          f"{needed}; measure it on all of them (dstcl similarity without --num-classes).")
+    return {**values, "similarity": str(file.resolve()), "similarity_digest": found.digest}
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check a resolved config: every declared field, then the rules that involve several fields."""
     cfg.validate_sections()
@@ -149,6 +184,14 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if train.channel_training == "gathered":
         _check_gathered_training(cfg)
+    if data.class_order in SIMILARITY_ORDERS and data.similarity_digest is None:
+        raise ConfigError(f"class order {data.class_order} needs the similarity file's digest in the configuration "
+                          "(its run id); build the configuration with dstcl.config.resolve or from_flat, which read "
+                          "--similarity and record it.")
+    if cfg.sparse.reuse == "off" and not METHODS.get(train.method).sparse:
+        raise ConfigError(f"--reuse off keeps each task's sparse subnetwork off earlier tasks' weights; method "
+                          f"{train.method!r} trains a dense network, so there is nothing to restrict. Drop --reuse off, "
+                          "or use --method dst or static.")
     return cfg
 
 
@@ -158,7 +201,9 @@ def _check_gathered_training(cfg: RunConfig) -> None:
     if cfg.sparse.structure != "channel":
         problem = "it needs channel-structured subnetworks (--structure channel)"
     elif cfg.train.method not in ("dst", "static"):
-        problem = f"method {cfg.train.method!r} trains a dense network, which has no inactive channels to skip"
+        problem = (f"it runs the sparse learner of --method dst and static only, not --method {cfg.train.method}"
+                   + (" (a dense network has no inactive channels to skip)" if cfg.train.method in
+                      ("finetune", "joint", "separate") else ""))
     elif cfg.model.bn != "batch":
         problem = "it supports batch-statistics BatchNorm only (--bn batch)"
     elif cfg.sparse.reads("momentum", cfg.data.tasks):

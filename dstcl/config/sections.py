@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..data import DATASETS, ORDERS
+from ..data.similarity import ClassSimilarity, read_similarity
+from ..data.tasks import SIMILARITY_ORDERS
+from ..errors import ConfigError
 from ..models import BN_MODES, MODELS
 from ..settings import setting
 from ..sparse import SparseConfig
@@ -27,11 +30,33 @@ class DataSettings:
     data_dir: str | None = setting(None, "where the data set lies (else $DSTCL_DATA, else the cache folder)",
                                    result=False, metavar="DIR")
     tasks: int = setting(5, "number of tasks (must divide the number of classes)", minimum=1, maximum=100_000)
-    class_order: str = setting("sequential", "class order: sequential (0..C-1, the reference) or random (seeded)",
-                               choices=ORDERS)
+    class_order: str = setting("sequential", "class order: sequential (0..C-1, the reference), random (seeded), "
+                               "clustered (each task one group of similar classes) or interleaved (each task one class "
+                               "of every group); the last two need --similarity", choices=ORDERS)
+    similarity: str | None = setting(None, "class-similarity JSON the clustered and interleaved orders are built from "
+                                     "(written by dstcl similarity; docs/similarity.md)", result=False, metavar="FILE")
+    similarity_digest: str | None = setting(None, "digest of that file's class names and matrix, filled in from "
+                                            "--similarity: the run id holds the content, not the path",
+                                            added=True, metavar="DIGEST")
     num_classes: int | None = setting(None, "use only the first N classes", minimum=1, maximum=1 << 24)
     download: bool = setting(True, "download a missing data set (CIFAR); --no-download never does", result=False)
     options: Mapping[str, Any] = field(default_factory=dict)  # the data set's own (declared) options
+
+    def class_similarity(self) -> ClassSimilarity | None:
+        """The similarity the class order is built from (None for orders that need none), checked against
+        the digest the run was resolved with: a file changed since is refused, not silently used."""
+        if self.class_order not in SIMILARITY_ORDERS:
+            return None
+        if self.similarity is None:
+            raise ConfigError(f"class order {self.class_order} builds its tasks from a class similarity; give "
+                              "--similarity FILE (written by dstcl similarity DATASET -o FILE; docs/similarity.md).")
+        found = read_similarity(self.similarity)
+        if self.similarity_digest is not None and found.digest != self.similarity_digest:
+            raise ConfigError(f"similarity file {self.similarity} has changed: its classes and matrix have digest "
+                              f"{found.digest}, but this run was set up with {self.similarity_digest}. Restore the "
+                              "file the run used, or start a new run with the file as it is now (drop "
+                              "similarity_digest from the config).")
+        return found
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ tarball without extracting it. When neither is found in the data roots (see
 address (announced on stderr, with a progress bar and an MD5 check) into the first writable root.
 
 The pickles are read with an unpickler that only accepts the few numpy objects these files contain,
-so a foreign or tampered file is refused instead of executed.
+so a foreign or tampered file is refused instead of executed. CIFAR-100's 20 superclasses (the pickles'
+``coarse_labels``) are attached to the data set (:func:`dstcl.data.hierarchy.superclasses_of`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import DataError
 from .archives import iter_tar
 from .base import ImageDataset, first_classes
 from .download import download as fetch
+from .hierarchy import Superclasses, attach
 from .locate import describe_roots, first_writable, resolve_data_root
 from .registry import register_dataset
 
@@ -98,7 +100,31 @@ def load_cifar(
     if source is None:
         source = _download(spec, roots, base_url, download, progress)
     files = read_cifar_files(spec, source)
-    return first_classes(build_dataset(spec, files), num_classes)
+    return attach(first_classes(build_dataset(spec, files), num_classes), superclasses(spec, files))
+
+
+def superclasses(spec: CifarSpec, files: dict[str, dict]) -> Superclasses | None:
+    """CIFAR-100's superclass of each fine class (from ``coarse_labels``); None for CIFAR-10 or files without."""
+    meta, where = files[spec.meta_file], f"{spec.folder}/{spec.meta_file}"
+    names = meta.get(b"coarse_label_names")
+    if not isinstance(names, list) or not names:
+        return None
+    fine_names = meta[spec.names_key]
+    of_class = [-1] * len(fine_names)
+    for name in (*spec.train_files, *spec.test_files):
+        obj = files[name]
+        if b"coarse_labels" not in obj:
+            return None
+        for fine, coarse in set(zip(obj[spec.label_key], obj[b"coarse_labels"])):
+            fine, coarse = int(fine), int(coarse)
+            if not 0 <= coarse < len(names) or of_class[fine] not in (-1, coarse):
+                raise DataError(f"{spec.folder}/{name}: coarse_labels are inconsistent (fine class {fine} in superclass "
+                                f"{coarse} and {of_class[fine]}, or beyond the {len(names)} names of {where}); the "
+                                "file is damaged. Replace it with a complete copy.")
+            of_class[fine] = coarse
+    if -1 in of_class:
+        return None
+    return Superclasses(of_class, [n.decode() if isinstance(n, bytes) else str(n) for n in names])
 
 
 def find_cifar(spec: CifarSpec, roots: list[Path]) -> Path | None:

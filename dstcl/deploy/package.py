@@ -169,7 +169,11 @@ def _is_sparse(config: dict, run_dir: Path) -> bool:
     if method not in METHODS:
         raise DamagedFileError(f"{run_dir / CONFIG} names the method {method!r}, which this dstcl does not know; "
                                f"valid: {', '.join(METHODS.names())}.")
-    return METHODS.get(method).sparse
+    entry = METHODS.get(method)
+    if not entry.exportable:
+        raise DstclError(f"{run_dir} is a --method {method} run: each task has its own network, which a model file "
+                         "(one network for every task) cannot hold. Export a run of another method.")
+    return entry.sparse
 
 
 def _options(config: dict) -> dict:

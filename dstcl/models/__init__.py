@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Option, Registry, options_from_signature
+from .alexnet import AlexNetCL, alexnet_cl
 from .mobilenet import MobileNetV2, mobilenetv2
 from .norm import (BN_MODES, TaskBatchNorm1d, TaskBatchNorm2d, batch_norm, check_bn, reestimate_statistics, set_task,
                    task_norm_state)
@@ -54,6 +55,8 @@ register_model("resnet18", resnet18, options=(
 register_model("mobilenetv2", mobilenetv2, options=(
     Option("width_mult", float, 1.0, "channel multiplier", minimum=1 / 16, maximum=64.0),
 ), help="MobileNetV2 of the reference code")
+register_model("alexnet-cl", alexnet_cl, options=(),
+               help="5-layer AlexNet of the GPM and WSN papers (64-128-256 convolutions, 2 x 2048 units)")
 register_model("mlp", mlp, options=(
     Option("width", int, None, "size of both hidden layers (unset: 256)", minimum=1, maximum=1 << 16),
 ), help="two hidden layers, for tiny data")
@@ -119,7 +122,7 @@ def output_weight(model: nn.Module, num_classes: int) -> str:
 
 
 __all__ = [
-    "BN_MODES", "MLP", "MODELS", "MobileNetV2", "ResNet", "SmallCNN", "TaskBatchNorm1d", "TaskBatchNorm2d",
-    "batch_norm", "build_model", "cnn", "mlp", "mobilenetv2", "model_options", "output_weight",
+    "AlexNetCL", "BN_MODES", "MLP", "MODELS", "MobileNetV2", "ResNet", "SmallCNN", "TaskBatchNorm1d", "TaskBatchNorm2d",
+    "alexnet_cl", "batch_norm", "build_model", "cnn", "mlp", "mobilenetv2", "model_options", "output_weight",
     "reestimate_statistics", "register_model", "resnet18", "set_task", "task_norm_state",
 ]

@@ -53,10 +53,11 @@ class ComputeLedger:
         return {**entry, "dense_params": self.dense_params, "dense_flops": self.dense_flops}
 
     def record_phase(self, phase: int, masks: Mapping[str, torch.Tensor], train_size: int, tasks: int, cfg,
-                     growth: str | None, updates: int, *, sequential: bool, shapes: Mapping[str, tuple[int, ...]]
-                     ) -> None:
-        """Training FLOPs of training phase ``phase`` and the inference cost of the task(s) it taught."""
-        examples, steps = examples_per_task(train_size, cfg.train.batch_size, cfg.train.epochs)
+                     growth: str | None, updates: int, *, sequential: bool, shapes: Mapping[str, tuple[int, ...]],
+                     epochs: int | None = None) -> None:
+        """Training FLOPs of training phase ``phase`` (``epochs``: what the trainer ran, PackNet's retraining
+        included; default the config's) and the inference cost of the task(s) it taught."""
+        examples, steps = examples_per_task(train_size, cfg.train.batch_size, epochs or cfg.train.epochs)
         counts = self.active_counts(phase if sequential else 0, masks or None, shapes)
         self.add_training(counts, examples=examples, steps=steps, batch_size=cfg.train.batch_size, growth=growth,
                           updates=updates)

@@ -21,6 +21,7 @@ import torch
 from .. import faults
 from ..config import RESOLVED, RunConfig, from_flat, saved_settings
 from ..data import BatchAugment, load_dataset, make_tasks
+from ..data.similarity import similarity_facts
 from ..errors import DstclError
 from ..models import build_model, output_weight, reestimate_statistics, set_task
 from ..models.probe import weight_uses
@@ -113,7 +114,8 @@ class Experiment:
         data, model_cfg = cfg.data, cfg.model
         dataset = load_dataset(data.dataset, data.data_dir, download=data.download, progress=cfg.run.progress,
                                num_classes=data.num_classes, seed=cfg.run.seed, **data.options)
-        self.tasks = make_tasks(dataset, data.tasks, data.class_order, cfg.run.seed)
+        self.similarity = data.class_similarity()  # clustered / interleaved: what the order is built from
+        self.tasks = make_tasks(dataset, data.tasks, data.class_order, cfg.run.seed, self.similarity)
         self.per_task = len(self.tasks[0].classes)
         self.heads = [slice(i * self.per_task, (i + 1) * self.per_task) for i in range(data.tasks)]
         channels, height, _ = dataset.image_shape
@@ -151,7 +153,8 @@ class Experiment:
                            "task_classes": [t.classes for t in self.tasks], "class_names": self.class_names,
                            "image_shape": list(self.image_shape), "mean": list(self.augment.mean),
                            "std": list(self.augment.std), "num_classes": len(self.class_names),
-                           "classifier": self.compute.head_layer}}
+                           "classifier": self.compute.head_layer,
+                           **similarity_facts(self.similarity, self.class_names, [t.classes for t in self.tasks])}}
 
     def execute(self, run: RunDir, *, resume: bool = False) -> RunResult:
         run.lock()
@@ -277,7 +280,8 @@ class Experiment:
                       "small layers dense; per-layer use is in capacity.json.")
         growth = self.learner.plan.for_task(i) if self.method.sparse else None
         self.compute.record_phase(i, masks, len(trainer.train_y), len(self.tasks), self.cfg, growth,
-                                  self.updates_per_task[i], sequential=self.method.sequential, shapes=self.shapes)
+                                  self.updates_per_task[i], sequential=self.method.sequential, shapes=self.shapes,
+                                  epochs=trainer.epochs)
         if self.cfg.model.bn == "task" and self.method.sequential:  # statistics of the final weights,
             images = EvalSet(trainer.train_x, trainer.train_y).x  # from class-mixed batches (never stored order)
             prepare = self._prepare_test

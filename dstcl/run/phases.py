@@ -17,15 +17,19 @@ from ..config import RunConfig
 from ..data import Task
 from ..sparse import SparseLearner, UpdateEvery
 from ..sparse.schedules import FEW_UPDATES, check_update_count
+from ..train.contract import Learner
 from ..train.dense import DenseLearner
 from ..train.methods import METHODS, Method
 from ..train.trainer import Head, joint_head, slice_head, steps_per_epoch
 
 
 def make_learner(cfg: RunConfig, model: nn.Module, heads: Sequence[slice], classifier: str
-                 ) -> SparseLearner | DenseLearner:
-    """The learner of the run's method: sparse and isolated (DST, static) or dense (the baselines)."""
+                 ) -> SparseLearner | DenseLearner | Learner:
+    """The learner of the run's method: its entry's own (PackNet, WSN, SupSup), sparse and isolated (DST,
+    static) or dense (the baselines)."""
     method = method_of(cfg)
+    if method.learner is not None:  # a method with its own learner (dstcl.methods)
+        return method.learner(cfg, model, {classifier: list(heads)})
     if not method.sparse:
         return DenseLearner(model, num_tasks=cfg.data.tasks)
     sparse = cfg.sparse if method.dynamic else dataclasses.replace(cfg.sparse, update_frequency=0)

@@ -20,6 +20,7 @@ FREE_INITS = ("zero", "kaiming")
 COUNTS = ("exact", "bernoulli")
 REUSED_VALUES = ("stored", "zero")
 HEAD_OWNERSHIP = ("rows", "mask")
+REUSE = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class SparseConfig:
     free_init: str = setting("zero", "start of free weights after the first task", choices=FREE_INITS)
     structure: str = setting("unstructured", "what a task's subnetwork is made of: single weights, or whole output "
                              "channels (filters) of every hidden layer", choices=STRUCTURES)
+    reuse: str = setting("on", "whether a task's subnetwork may include earlier tasks' weights (read-only): on (the "
+                         "paper), or off (only free weights, at task start and in growth: PackNet without sharing; needs "
+                         "T x a layer's count <= its size, e.g. 90 % sparsity for 10 tasks with --init uniform)",
+                         choices=REUSE, added=True)
     # protocol switches (docs/algorithm.md, "Two protocols"): dstcl's choice by default, the reference code's
     counts: str = setting("exact", "active weights per layer: exact integer counts, or bernoulli (each position drawn "
                           "with the layer's density at a task's start, and random growth drawn per position: the "
@@ -69,6 +74,15 @@ class SparseConfig:
                 "magnitude drop removes it before it can compete with reused channels (measured on digits: 62 % vs "
                 "85 % ACC). Use --free-init kaiming (the default with --structure channel)."
             )
+        if self.reuse == "off" and self.free_init != "kaiming":
+            raise ConfigError(
+                "reuse 'off' needs free_init 'kaiming': after the first task every weight of a task's subnetwork is "
+                "free, and at zero they pass no signal and get no gradient (measured on digits: tasks 1-4 stay at "
+                "chance, 50 %). Use --free-init kaiming (the default with --reuse off)."
+            )
+        if self.reuse == "off" and self.counts != "exact":
+            raise ConfigError("reuse 'off' needs counts 'exact' (every task's count must fit in the weights left free "
+                              "by earlier tasks, which Bernoulli draws cannot promise); use --counts exact or --reuse on.")
         plan = parse_growth(self.growth)
         return plan.validate(num_tasks) if num_tasks is not None else plan
 

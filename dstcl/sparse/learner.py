@@ -35,12 +35,12 @@ from ..errors import ConfigError, DstclError
 from .capacity import CapacityWarning, LayerCapacity, layer_capacity, newly_full
 from .config import SparseConfig
 from .copies import TaskCopies
-from .density import layer_counts, layer_densities
+from .budget import check_room_without_reuse, task_budget
 from .hooks import StepHooks
 from .params import check_heads, prunable_parameters
 from .schedules import check_update_count
 from .state import LayerState, SparseState, pack_mask, subnetwork_digest, unpack_mask
-from .structure import channel_counts, fan_in, sample_mask
+from .structure import initial_mask
 from .task import TaskLayer, UpdateReport, kaiming_draw
 from .topology import TopologyUpdater
 
@@ -81,15 +81,11 @@ class SparseLearner:
         self.heads = check_heads(heads or {}, self.params, num_tasks)
         self.state = SparseState(LayerState.fresh(name, p.data) for name, p in named)
         shapes = {name: tuple(p.shape) for name, p in named}
-        self.counts = layer_counts(shapes, config.density, config.init, power_scale=config.erk_power_scale)
-        self.densities = (layer_densities(shapes, config.density, config.init, power_scale=config.erk_power_scale)
-                          if config.counts == "bernoulli" else {})  # Bernoulli counts: drawn per position
-        self.channels: dict[str, int] = {}  # --structure channel: active output channels of each hidden layer
-        if config.structure == "channel":
-            hidden = {n: s for n, s in shapes.items() if n not in self.heads}
-            densities = layer_densities(shapes, config.density, config.init, power_scale=config.erk_power_scale)
-            self.channels = channel_counts(hidden, densities)
-            self.counts.update({n: c * fan_in(shapes[n]) for n, c in self.channels.items()})
+        if config.reuse == "off" and num_tasks is not None:  # T disjoint subnetworks must fit: refused before training
+            check_room_without_reuse(shapes, config, list(self.heads), num_tasks)
+        budget = task_budget(shapes, config, list(self.heads), num_tasks)
+        # counts: active weights per layer; densities: per position (Bernoulli counts); channels: --structure channel
+        self.counts, self.densities, self.channels = budget.counts, budget.densities, budget.channels
         # draws are made on the CPU and moved: a seed gives the same masks on any device
         self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
@@ -141,9 +137,9 @@ class SparseLearner:
                 layer = self.state.by_name[name]
                 k = self.counts[name]
                 frozen = layer.owner >= 0
-                mask = (sample_mask(layer.shape, k, self.channels.get(name), self.generator, param.device,
-                                    self.densities.get(name)) if _sample
-                        else torch.zeros(layer.shape, dtype=torch.bool, device=param.device))
+                mask = (initial_mask(name, layer.shape, k, self.channels.get(name), self.generator, param.device,
+                                     self.densities.get(name), layer.owner if self.config.reuse == "off" else None)
+                        if _sample else torch.zeros(layer.shape, dtype=torch.bool, device=param.device))
                 if self.densities:
                     k = int(mask.sum())
                 if _sample:

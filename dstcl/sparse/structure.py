@@ -13,6 +13,8 @@ The classifier stays unstructured (its rows are classes; a task keeps its own ro
   channel's L2 norm, gradient growth the norm of the channel's gradient, momentum growth the norm of
   its momentum, random and unfired growth stay random per channel. The same pure selector
   (:func:`~dstcl.sparse.selection.select_topology`) then picks whole channels.
+* **Without reuse** (``reuse="off"``): :func:`initial_mask` draws among free weights (channels) only, and
+  :func:`select_units` lets growth choose only them (docs/algorithm.md, "Without reuse").
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import math
 from typing import Callable, Mapping, Sequence
 
 import torch
+
+from ..errors import ConfigError
 
 STRUCTURES = ("unstructured", "channel")
 
@@ -66,13 +70,36 @@ def sample_mask(shape: Sequence[int], count: int, channels: int | None, generato
     return expand(chosen, shape)
 
 
+def initial_mask(name: str, shape: Sequence[int], count: int, channels: int | None, generator: torch.Generator,
+                 device: torch.device, density: float | None = None, owner: torch.Tensor | None = None) -> torch.Tensor:
+    """A task's initial mask: :func:`sample_mask` over every position, or, given ``owner`` (``reuse="off"``),
+    over the free positions (channels) only."""
+    if owner is None:
+        return sample_mask(shape, count, channels, generator, device, density)
+    free = owner < 0
+    units = free.reshape(-1) if channels is None else free.reshape(shape[0], -1).all(dim=1)
+    need = count if channels is None else channels
+    index = units.nonzero().squeeze(1)
+    if index.numel() < need:
+        unit = "weights" if channels is None else "output channels"
+        raise ConfigError(f"--reuse off: layer {name} has {index.numel():,} free {unit} left, but the task needs "
+                          f"{need:,}; raise the sparsity or learn fewer tasks (the check before training covers "
+                          "runs that dstcl sets up).")
+    pick = index[torch.randperm(index.numel(), generator=generator, device=generator.device)[:need].to(index.device)]
+    chosen = torch.zeros(units.numel(), dtype=torch.bool, device=device)
+    chosen[pick.to(device)] = True
+    return chosen.view(*shape) if channels is None else expand(chosen, shape)
+
+
 def select_units(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: torch.Tensor, drop_fraction: float,
-                 channels: bool, generator: torch.Generator, grow: Callable[[int], int] | None = None):
+                 channels: bool, generator: torch.Generator, grow: Callable[[int], int] | None = None,
+                 eligible: torch.Tensor | None = None):
     """One layer's topology update over its units (weights, or whole output channels).
 
     Returns ``(selection over weights, weights dropped)``, or ``None`` when nothing is dropped (a full
     layer, or a drop fraction that rounds to zero units). ``grow(n_drop)`` gives how many weights to
-    grow when it is not ``n_drop`` (Bernoulli counts; weights only).
+    grow when it is not ``n_drop`` (Bernoulli counts; weights only). ``eligible``: the weights growth may
+    choose (``reuse="off"``: the free ones; a channel when all its weights are); None: every one.
     """
     from .selection import Selection, select_topology
 
@@ -82,13 +109,15 @@ def select_units(mask: torch.Tensor, drop_scores: torch.Tensor, grow_scores: tor
         if k >= n or n_drop <= 0:
             return None
         n_grow = grow(n_drop) if grow is not None else None
-        return select_topology(mask, drop_scores, grow_scores, n_drop, generator=generator, n_grow=n_grow), n_drop
+        return select_topology(mask, drop_scores, grow_scores, n_drop, eligible, generator=generator,
+                               n_grow=n_grow), n_drop
     active = channel_mask(mask)
     k, n = int(active.sum()), active.numel()
     n_drop = min(math.ceil(drop_fraction * k), k)
     if k >= n or n_drop <= 0:
         return None
-    chosen = select_topology(active, channel_scores(drop_scores), channel_scores(grow_scores), n_drop,
+    units = None if eligible is None else eligible.reshape(eligible.shape[0], -1).all(dim=1)
+    chosen = select_topology(active, channel_scores(drop_scores), channel_scores(grow_scores), n_drop, units,
                              generator=generator)
     shape = mask.shape
     return Selection(expand(chosen.mask, shape), expand(chosen.kept, shape), expand(chosen.grown, shape)), \

@@ -10,7 +10,8 @@ function); this module applies that decision to a layer while its task trains:
   the task's evaluation uses, so the evaluated network is not the trained one);
 * under ``counts="bernoulli"`` a criterion registered ``bernoulli=True`` (random growth) grows a
   binomial number of positions: each candidate with probability ``dropped / candidates``, as the
-  reference's Bernoulli masks; the layer's active count then changes from update to update.
+  reference's Bernoulli masks; the layer's active count then changes from update to update;
+* under ``reuse="off"`` growth chooses among free positions only (owned ones are not candidates).
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def bernoulli_growth(layer: TaskLayer, n_drop: int, generator: torch.Generator) 
 @torch.no_grad()
 def update_layer(layer: TaskLayer, drop_scores: torch.Tensor, grow_scores: torch.Tensor, drop_fraction: float, *,
                  channel: bool, generator: torch.Generator, optimizer: torch.optim.Optimizer | None,
-                 reused_value: str = "stored", bernoulli: bool = False) -> LayerUpdate | None:
-    """Drop and grow in one layer (see the module doc); None when nothing is dropped."""
+                 reused_value: str = "stored", bernoulli: bool = False, free_only: bool = False) -> LayerUpdate | None:
+    """Drop and grow in one layer (see the module doc); None when nothing is dropped. ``free_only``
+    (``reuse="off"``): growth chooses among free positions only."""
     grow = (lambda n_drop: bernoulli_growth(layer, n_drop, generator)) if bernoulli else None
-    picked = select_units(layer.mask, drop_scores, grow_scores, drop_fraction, channel, generator, grow)
+    eligible = ~layer.frozen if free_only else None
+    picked = select_units(layer.mask, drop_scores, grow_scores, drop_fraction, channel, generator, grow, eligible)
     if picked is None:
         return None
     chosen, n_drop = picked
@@ -145,7 +148,8 @@ class TopologyUpdater:
             view = layer_view(layer, optimizer, self.generator, int(self.task))
             done = update_layer(layer, self.drop(view), grow_scores(criterion, view), drop_fraction,
                                 channel=layer.state.name in self.channels, generator=self.generator,
-                                optimizer=optimizer, reused_value=self.config.reused_value, bernoulli=bernoulli)
+                                optimizer=optimizer, reused_value=self.config.reused_value, bernoulli=bernoulli,
+                                free_only=self.config.reuse == "off")
             if done is not None:
                 name = layer.state.name
                 report.dropped[name], report.regrown[name], report.grown_reused[name] = \

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..methods import WEIGHT_INITS
 from ..settings import check_fields, setting
 from ..sparse.optim import OPTIMIZERS
 from .gathered import CHANNEL_TRAINING
@@ -41,6 +42,12 @@ class TrainConfig:
     kept_epoch: str = setting("last", "the network a task ends with: after its last epoch, or after the epoch with the "
                               "best training accuracy (best-train: the reference code)", choices=KEPT_EPOCHS,
                               added=True, reference="best-train")
+    retrain_epochs: int = setting(2, "--method packnet: epochs retraining the kept weights after each task's pruning, "
+                                  "at the final learning rate (other methods ignore it)", minimum=0, maximum=100_000,
+                                  added=True)
+    supsup_init: str = setting("signed-constant", "--method supsup: its fixed random weights, sign(w) * sqrt(2 / "
+                               "fan_in) (the paper) or a Kaiming-normal draw (other methods ignore it)",
+                               choices=WEIGHT_INITS, added=True)
     lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs (library-only)
     lr_gamma: float = 0.1
 

@@ -9,14 +9,19 @@ training phase per task or one over all tasks):
   topology): what DST itself adds;
 * ``finetune``: one dense network trained on each task in turn, no isolation (forgetting: the lower bound);
 * ``joint``: one dense network trained on all tasks' data at once with task heads, for the same number
-  of optimizer steps as the sequential runs (the usual upper bound; no sequence, so no BWT or FWT).
+  of optimizer steps as the sequential runs (the usual upper bound; no sequence, so no BWT or FWT);
+* ``packnet``, ``wsn``, ``supsup``: the mask-based continual learners (:mod:`dstcl.methods`), isolated
+  as DST is, at matched capacity; their entries carry the factory of their learner.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+from ..methods import build_packnet, build_supsup, build_wsn
 from ..registry import Registry
+from .separate import build_separate
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,9 @@ class Method:
     sparse: bool  # per-task masks with frozen ownership (else one dense network)
     dynamic: bool  # topology updates during a task
     sequential: bool  # one training phase per task (else one phase over every task's data)
+    # (run config, model, classifier rows per task) -> its learner; None: the harness's own (DST or dense)
+    learner: Callable[[Any, Any, Any], Any] | None = field(default=None, compare=False)
+    exportable: bool = True  # its tasks run through one network a model file can hold (dstcl export)
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -36,3 +44,12 @@ METHODS.register("finetune", Method("finetune", sparse=False, dynamic=False, seq
                  help="dense, no isolation: forgets (lower bound)")
 METHODS.register("joint", Method("joint", sparse=False, dynamic=False, sequential=False),
                  help="dense, all tasks' data at once (upper bound)")
+METHODS.register("packnet", Method("packnet", sparse=True, dynamic=False, sequential=True, learner=build_packnet),
+                 help="PackNet: train the free weights, prune by magnitude, retrain, freeze (Mallya & Lazebnik 2018)")
+METHODS.register("wsn", Method("wsn", sparse=True, dynamic=False, sequential=True, learner=build_wsn),
+                 help="Winning SubNetworks: learned top-k masks over shared weights (Kang et al. 2022)")
+METHODS.register("supsup", Method("supsup", sparse=True, dynamic=False, sequential=True, learner=build_supsup),
+                 help="SupSup: a learned mask per task over fixed random weights (Wortsman et al. 2020)")
+METHODS.register("separate", Method("separate", sparse=False, dynamic=False, sequential=True, learner=build_separate,
+                                    exportable=False),
+                 help="a fresh dense network per task, trained on it alone: the within-task difficulty reference")

@@ -106,7 +106,10 @@ class TaskTrainer:
         self.per_epoch = steps_per_epoch(len(train_y), config.batch_size)
         if self.per_epoch == 0:
             raise DstclError(f"task {task} has {len(train_y)} training images; at least 2 are needed for a batch.")
-        self.total_steps = self.per_epoch * config.epochs
+        # a learner may add epochs after the main phase (PackNet retrains after pruning); the learning-rate
+        # milestones stay those of config.epochs, so the added epochs run at the final rate
+        self.epochs = config.epochs + int(getattr(learner, "extra_epochs", 0))
+        self.total_steps = self.per_epoch * self.epochs
         self.aug_generator = torch.Generator()  # CPU: BatchAugment draws on the CPU, same numbers on any device
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
@@ -207,7 +210,7 @@ class TaskTrainer:
 
     @property
     def finished(self) -> bool:
-        return self.epochs_done >= self.config.epochs
+        return self.epochs_done >= self.epochs
 
     def summary(self) -> dict:
         kept = {"kept_epoch": self.best["epoch"]} if self.best is not None else {}
